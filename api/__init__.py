@@ -1,0 +1,54 @@
+"""The Flask app: configuration, database, tokens, blueprints and error mapping.
+
+Each area has one blueprint module here exposing `blp`; every such module is registered
+under /api/v1. Routes are thin: parse with a schema, call one manager method, dump.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import pkgutil
+
+from flask import Flask
+from flask_smorest import Api
+from pymongo.errors import ConnectionFailure
+
+from api import config, errors
+from api.schemas import ErrorSchema
+from api.security import init_jwt
+from documents import all_documents
+from documents.connection import connect, ensure_indexes
+
+log = logging.getLogger(__name__)
+URL_PREFIX = "/api/v1"
+
+
+class RotaApi(Api):
+    ERROR_SCHEMA = ErrorSchema
+
+
+def blueprint_modules():
+    for module in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        loaded = importlib.import_module(f"{__name__}.{module.name}")
+        if hasattr(loaded, "blp"):
+            yield loaded
+
+
+def create_app(overrides: dict | None = None) -> Flask:
+    app = Flask("rota")
+    app.config.update(config.load(overrides))
+    app.json.sort_keys = False
+    connect(app.config["MONGODB_URI"])
+    if app.config["ROTA_CREATE_INDEXES"]:
+        try:
+            ensure_indexes(all_documents())
+        except ConnectionFailure as exc:
+            # Start anyway: requests answer 503 until the database is back.
+            log.warning("could not create indexes, database unreachable: %s", exc)
+    init_jwt(app)
+    api = RotaApi(app)
+    for module in blueprint_modules():
+        api.register_blueprint(module.blp, url_prefix=URL_PREFIX + (module.blp.url_prefix or ""))
+    errors.register(app)
+    return app

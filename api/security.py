@@ -1,0 +1,83 @@
+"""Tokens in, an `Actor` and a checked `SchoolContext` out: used by every protected route."""
+
+from __future__ import annotations
+
+from functools import wraps
+
+from bson import ObjectId
+from flask_jwt_extended import (JWTManager, create_access_token, create_refresh_token,
+                                get_jwt, get_jwt_identity, verify_jwt_in_request)
+
+from api.errors import error_response
+from documents.accounts import User
+from service.auth import Authenticator
+from service.context import Actor
+from service.tenancy import school_context
+
+jwt = JWTManager()
+
+
+def claims_for(user: User) -> dict:
+    return {"role": user.role,
+            "company_id": str(user.company_id) if user.company_id else None,
+            "school_id": str(user.school_id) if user.school_id else None}
+
+
+def issue_tokens(user: User) -> dict:
+    identity = str(user.id)
+    claims = claims_for(user)
+    return {"access_token": create_access_token(identity, additional_claims=claims),
+            "refresh_token": create_refresh_token(identity, additional_claims=claims)}
+
+
+def current_actor() -> Actor:
+    claims = get_jwt()
+    return Actor(user_id=ObjectId(get_jwt_identity()), role=claims["role"],
+                 company_id=_oid(claims.get("company_id")),
+                 school_id=_oid(claims.get("school_id")))
+
+
+def _oid(value):
+    return ObjectId(value) if value else None
+
+
+def authenticated(fn):
+    """Any valid, unrevoked access token; the view receives the `Actor` first."""
+    @wraps(fn)
+    def wrapper(*args, **kwargs):
+        verify_jwt_in_request()
+        return fn(current_actor(), *args, **kwargs)
+    return wrapper
+
+
+def school_route(module: str | None = None, roles=None):
+    """Resolve `school_id` from the URL for the caller: 404 outside their scope, 403 for a
+    role that may not or a module switched off. The view receives the `SchoolContext` first."""
+    def decorate(fn):
+        @wraps(fn)
+        def wrapper(*args, school_id, **kwargs):
+            verify_jwt_in_request()
+            ctx = school_context(current_actor(), school_id, module=module, roles=roles)
+            return fn(ctx, *args, **kwargs)
+        return wrapper
+    return decorate
+
+
+def init_jwt(app) -> None:
+    jwt.init_app(app)
+
+    @jwt.token_in_blocklist_loader
+    def is_revoked(_header, payload):
+        return Authenticator().is_revoked(payload["jti"])
+
+    def unauthorized(message):
+        return error_response(401, "unauthorized", message)
+
+    jwt.unauthorized_loader(lambda reason: unauthorized(
+        "Sign in first: send 'Authorization: Bearer <access token>'."))
+    jwt.invalid_token_loader(lambda reason: unauthorized(f"The token is not valid: {reason}."))
+    jwt.expired_token_loader(lambda _h, _p: unauthorized("The token has expired; refresh it."))
+    jwt.revoked_token_loader(lambda _h, _p: unauthorized("The token was revoked; sign in again."))
+    jwt.needs_fresh_token_loader(lambda _h, _p: unauthorized("A fresh sign-in is needed."))
+    jwt.user_lookup_error_loader(lambda _h, _p: unauthorized("This account no longer exists."))
+    jwt.token_verification_failed_loader(lambda _h, _p: unauthorized("The token was refused."))

@@ -1,0 +1,38 @@
+"""The audit trail and user notifications."""
+
+from __future__ import annotations
+
+from mongoengine import DateTimeField, DictField, Document, ObjectIdField, StringField
+
+from documents.base import SchoolOwned, utcnow
+
+
+class AuditEvent(SchoolOwned):
+    meta = {"collection": "audit_events",
+            "indexes": [["school_id", "-created_at"],
+                        ["school_id", "entity_type", "entity_id", "-created_at"]]}
+
+    school_id = ObjectIdField()  # none for company-level events
+    company_id = ObjectIdField()
+    actor_id = ObjectIdField()
+    actor_role = StringField(required=True)
+    action = StringField(required=True)
+    entity_type = StringField(required=True)
+    entity_id = StringField()
+    before = DictField()
+    after = DictField()
+
+
+class Notification(Document):
+    """Belongs to its recipient, who may be a company admin spanning schools."""
+
+    meta = {"collection": "notifications", "auto_create_index": False,
+            "indexes": [["user_id", "-created_at"], ["user_id", "read_at"]]}
+
+    user_id = ObjectIdField(required=True)
+    school_id = ObjectIdField()
+    kind = StringField(required=True)
+    message = StringField(required=True)
+    data = DictField()
+    read_at = DateTimeField()
+    created_at = DateTimeField(default=utcnow)

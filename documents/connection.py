@@ -1,0 +1,155 @@
+"""Connecting to MongoDB (or FerretDB, or in-process mongomock), indexes, round-trip counting."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from contextlib import contextmanager
+from urllib.parse import urlparse
+
+import mongoengine
+from pymongo import monitoring
+from pymongo.errors import OperationFailure
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DB = "rota"
+SERVER_SELECTION_TIMEOUT_MS = 2000
+
+
+class RoundTripCounter(monitoring.CommandListener):
+    """Counts the commands sent to the database while a recording is open.
+
+    Registered on the PyMongo client; for mongomock, which sends nothing, the collection
+    methods are wrapped instead so the same tests hold on both backends.
+    """
+
+    HANDSHAKE = frozenset({"hello", "ismaster", "isMaster", "ping", "endSessions", "buildInfo",
+                           "saslStart", "saslContinue", "killCursors", "getnonce"})
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._recordings: list[list[str]] = []
+
+    @contextmanager
+    def record(self):
+        commands: list[str] = []
+        with self._lock:
+            self._recordings.append(commands)
+        try:
+            yield commands
+        finally:
+            with self._lock:
+                self._recordings.remove(commands)
+
+    def count(self, name: str) -> None:
+        if name in self.HANDSHAKE:
+            return
+        with self._lock:
+            for commands in self._recordings:
+                commands.append(name)
+
+    def started(self, event):
+        self.count(event.command_name)
+
+    def succeeded(self, event):
+        pass
+
+    def failed(self, event):
+        pass
+
+
+ROUND_TRIPS = RoundTripCounter()
+
+_MOCK_METHODS = ("find", "find_one", "insert_one", "insert_many", "update_one", "update_many",
+                 "replace_one", "delete_one", "delete_many", "find_one_and_update",
+                 "find_one_and_replace", "find_one_and_delete", "aggregate", "count_documents",
+                 "estimated_document_count", "bulk_write", "distinct")
+_mock_depth = threading.local()
+
+
+def _count_mongomock_calls() -> None:
+    import mongomock
+
+    collection = mongomock.collection.Collection
+    if getattr(collection, "_rota_counted", False):
+        return
+    for name in _MOCK_METHODS:
+        setattr(collection, name, _counted(getattr(collection, name), name))
+    collection._rota_counted = True
+
+
+def _counted(method, name):
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        # mongomock calls its own public methods internally; count the outermost call only.
+        depth = getattr(_mock_depth, "value", 0)
+        if depth == 0:
+            ROUND_TRIPS.count(name)
+        _mock_depth.value = depth + 1
+        try:
+            return method(*args, **kwargs)
+        finally:
+            _mock_depth.value = depth
+    return wrapper
+
+
+def database_name(uri: str) -> str:
+    return urlparse(uri).path.lstrip("/").split("?")[0] or DEFAULT_DB
+
+
+def connect(uri: str, alias: str = "default"):
+    """Connect MongoEngine; `mongomock://localhost/NAME` keeps everything in this process."""
+    mongoengine.disconnect(alias)
+    name = database_name(uri)
+    if uri.startswith("mongomock://"):
+        import mongomock
+
+        _count_mongomock_calls()
+        return mongoengine.connect(db=name, alias=alias, host="mongodb://localhost",
+                                   mongo_client_class=mongomock.MongoClient, tz_aware=False)
+    return mongoengine.connect(
+        db=name, alias=alias, host=uri, tz_aware=False,
+        serverSelectionTimeoutMS=SERVER_SELECTION_TIMEOUT_MS,
+        connectTimeoutMS=SERVER_SELECTION_TIMEOUT_MS,
+        socketTimeoutMS=20000,
+        event_listeners=[ROUND_TRIPS],
+    )
+
+
+def disconnect(alias: str = "default") -> None:
+    mongoengine.disconnect(alias)
+
+
+def ensure_indexes(documents) -> None:
+    """Create every declared index. Options a server lacks (FerretDB: TTL) are dropped with a
+    warning; whatever relies on them also filters by time, so nothing depends on them."""
+    for document in documents:
+        collection = document._get_collection()
+        for spec in document._meta.get("indexes", []):
+            _create_index(collection, spec)
+
+
+def _create_index(collection, spec) -> None:
+    if isinstance(spec, dict):
+        options = {k: v for k, v in spec.items() if k != "fields"}
+        fields = spec["fields"]
+    else:
+        options, fields = {}, spec
+    keys = [_index_key(field) for field in fields]
+    try:
+        collection.create_index(keys, **options)
+    except OperationFailure as exc:
+        if "expireAfterSeconds" not in options:
+            raise
+        log.warning("TTL index on %s not supported here (%s); expiry filters by time instead",
+                    collection.name, exc.details.get("errmsg", exc))
+        options.pop("expireAfterSeconds")
+        collection.create_index(keys, **options)
+
+
+def _index_key(field: str):
+    if field.startswith("-"):
+        return (field[1:], -1)
+    return (field.lstrip("+"), 1)

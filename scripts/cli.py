@@ -1,0 +1,190 @@
+"""The `rota` command: serve, the embedded database, bootstrap users, demo data, imports."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+
+from scripts import ferretdb
+
+DEFAULT_DB_PORT = 27117
+MOCK_URI = "mongomock://localhost/rota"
+
+
+def var_dir() -> Path:
+    from api.config import var_dir as configured
+
+    return configured()
+
+
+def warn(message: str) -> None:
+    click.secho(message, fg="yellow", err=True)
+
+
+@contextmanager
+def database(db_port: int = DEFAULT_DB_PORT, allow_mock: bool = False):
+    """The database URI for a command: MONGODB_URI when set, else the embedded FerretDB
+    (reused when already running on its port, started for the command's span otherwise)."""
+    uri = os.environ.get("MONGODB_URI")
+    if uri:
+        yield uri
+        return
+    embedded = f"mongodb://127.0.0.1:{db_port}/rota"
+    if _answers(embedded):
+        yield embedded
+        return
+    try:
+        server = ferretdb.start(var_dir() / "ferretdb", port=db_port, log=warn)
+    except ferretdb.FerretDBUnavailable as exc:
+        if not allow_mock:
+            raise click.ClickException(f"No database: {exc}") from None
+        warn(f"WARNING: embedded FerretDB unavailable ({exc}).\n"
+             "WARNING: serving on in-process mongomock with ONE worker: NOTHING PERSISTS.")
+        yield MOCK_URI
+        return
+    try:
+        yield server.uri + "rota"
+    finally:
+        server.stop()
+
+
+def _answers(uri: str) -> bool:
+    import pymongo
+
+    try:
+        client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=300)
+        client.admin.command("ping")
+        client.close()
+        return True
+    except pymongo.errors.PyMongoError:
+        return False
+
+
+def connect(uri: str) -> None:
+    from documents import all_documents
+    from documents.connection import connect as connect_db
+    from documents.connection import ensure_indexes
+
+    connect_db(uri)
+    ensure_indexes(all_documents())
+
+
+@click.group()
+def main():
+    """Rota: timetables, weekly groups, tracks and team rosters for multi-school portals."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True)
+@click.option("--workers", default=4, show_default=True, help="gunicorn worker processes")
+@click.option("--db-port", default=DEFAULT_DB_PORT, show_default=True,
+              help="port of the embedded FerretDB (ignored with MONGODB_URI)")
+def serve(host, port, workers, db_port):
+    """Serve the API with gunicorn; starts the embedded database unless MONGODB_URI is set."""
+    from api.config import jwt_secret
+
+    environment = os.environ.get("ROTA_ENV", "development")
+    try:
+        jwt_secret(environment)
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from None
+    with database(db_port, allow_mock=True) as uri:
+        mock = uri.startswith("mongomock://")
+        if not mock:
+            connect(uri)
+        env = {**os.environ, "MONGODB_URI": uri, "ROTA_CREATE_INDEXES": "1" if mock else "0"}
+        cmd = [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}",
+               "--workers", "1" if mock else str(workers), "--timeout", "60",
+               "--graceful-timeout", "10", "--access-logfile", "-", "api:create_app()"]
+        click.echo(f"Rota API on http://{host}:{port}/api/v1 (docs: /api/v1/docs); "
+                   f"database {uri}. Ctrl-C stops it.")
+        _run_until_interrupted(cmd, env)
+
+
+def _run_until_interrupted(cmd, env) -> None:
+    process = subprocess.Popen(cmd, env=env)
+    try:
+        process.wait()
+    except KeyboardInterrupt:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    if process.returncode not in (0, -signal.SIGTERM, None):
+        raise SystemExit(process.returncode)
+
+
+@main.command()
+@click.option("--db-port", default=DEFAULT_DB_PORT, show_default=True)
+def db(db_port):
+    """Run the embedded FerretDB alone (data under var/ferretdb) until Ctrl-C."""
+    try:
+        server = ferretdb.start(var_dir() / "ferretdb", port=db_port, log=warn)
+    except ferretdb.FerretDBUnavailable as exc:
+        raise click.ClickException(str(exc)) from None
+    connect(server.uri + "rota")
+    click.echo(f"FerretDB {ferretdb.FERRETDB_VERSION} on {server.uri}rota. Ctrl-C stops it.")
+    try:
+        server.process.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+
+
+@main.command("create-user")
+@click.option("--role", type=click.Choice(["company_admin", "school_admin", "staff", "student"]),
+              required=True)
+@click.option("--email", required=True)
+@click.option("--password", required=True, help="at least 8 characters")
+@click.option("--name", default=None, help="display name (defaults to the email's local part)")
+@click.option("--company", "company_name", help="company name (company_admin; created if new)")
+@click.option("--school", "school_code", help="school code (other roles)")
+@click.option("--department", default=None)
+def create_user(role, email, password, name, company_name, school_code, department):
+    """Create a user. The first company admin bootstraps everything else."""
+    from service import errors
+    from service.schools import create_company_admin, create_school_user
+
+    if len(password) < 8:
+        raise click.BadParameter("must be at least 8 characters", param_hint="--password")
+    name = name or email.split("@")[0]
+    with database() as uri:
+        connect(uri)
+        try:
+            if role == "company_admin":
+                if not company_name:
+                    raise click.UsageError("--company is required for a company_admin")
+                user = create_company_admin(company_name, email, password, name)
+            else:
+                if not school_code:
+                    raise click.UsageError("--school CODE is required for this role")
+                user = create_school_user(school_code, email, password, name, role, department)
+        except errors.DomainError as exc:
+            raise click.ClickException(exc.message) from None
+    click.echo(f"Created {role} {user.email} (id {user.id}).")
+
+
+@main.command("seed-demo")
+def seed_demo():
+    """Create a demo company with two schools, people and sample data; print the logins."""
+    from scripts.seed_demo import seed
+
+    with database() as uri:
+        connect(uri)
+        logins = seed(log=click.echo)
+    click.echo("\nLogins (password for all: demo-password):")
+    for role, email in logins:
+        click.echo(f"  {role:<14} {email}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""Logging in, token revocation and the login throttle."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from mongoengine.errors import NotUniqueError
+
+from documents.accounts import LoginThrottle, RevokedToken, User
+from documents.base import utcnow
+from service.errors import TooManyRequests, Unauthorized
+
+BAD_CREDENTIALS = "Email or password is wrong."
+MAX_FAILURES = 5
+FAILURE_WINDOW = timedelta(minutes=15)
+BLOCK_FOR = timedelta(minutes=1)
+
+
+class Authenticator:
+    def login(self, email: str, password: str) -> User:
+        """The user for these credentials; the same 401 whether the email exists or not."""
+        from service.passwords import verify_password
+
+        email = email.strip().lower()
+        self._refuse_if_throttled(email)
+        user = User.objects(email=email, is_active=True).first()
+        if user is None or not verify_password(password, user.password_hash):
+            self._count_failure(email)
+            raise Unauthorized(BAD_CREDENTIALS, code="bad_credentials")
+        LoginThrottle.objects(email=email).delete()
+        return user
+
+    def user(self, user_id) -> User:
+        user = User.objects(id=user_id, is_active=True).first()
+        if user is None:
+            raise Unauthorized("This account no longer exists.", code="unknown_user")
+        return user
+
+    def revoke(self, jti: str, expires_at: datetime) -> None:
+        try:
+            RevokedToken(jti=jti, expires_at=expires_at).save()
+        except NotUniqueError:
+            pass
+
+    def is_revoked(self, jti: str) -> bool:
+        # TTL may be missing (FerretDB), so only rows still in force count.
+        return RevokedToken.objects(jti=jti, expires_at__gt=utcnow()).only("id").first() \
+            is not None
+
+    def _refuse_if_throttled(self, email: str) -> None:
+        throttle = LoginThrottle.objects(email=email, blocked_until__gt=utcnow()).first()
+        if throttle is not None:
+            wait = int((throttle.blocked_until - utcnow()).total_seconds()) + 1
+            raise TooManyRequests(
+                f"Too many failed logins for this account; try again in {wait} seconds.", wait)
+
+    def _count_failure(self, email: str) -> None:
+        now = utcnow()
+        LoginThrottle.objects(email=email, window_started_at__lt=now - FAILURE_WINDOW).update_one(
+            set__failures=0, set__window_started_at=now)
+        throttle = LoginThrottle.objects(email=email).modify(
+            upsert=True, new=True, inc__failures=1, set_on_insert__window_started_at=now)
+        if throttle.failures >= MAX_FAILURES:
+            LoginThrottle.objects(email=email).update_one(
+                set__blocked_until=now + BLOCK_FOR, set__failures=0, set__window_started_at=now)

@@ -1,0 +1,43 @@
+"""Who is acting, and in which school: what every manager is built from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bson import ObjectId
+
+ROLES = ("company_admin", "school_admin", "staff", "student")
+ADMIN_ROLES = frozenset({"company_admin", "school_admin"})
+STAFF_ROLES = frozenset({"company_admin", "school_admin", "staff"})
+MODULES = ("timetable", "weekly_groups", "tracks", "team_rosters")
+
+
+@dataclass(frozen=True)
+class Actor:
+    """The caller: taken from the access token, or the system for imports and commands."""
+
+    user_id: ObjectId | None
+    role: str
+    company_id: ObjectId | None = None
+    school_id: ObjectId | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role in ADMIN_ROLES or self.role == "system"
+
+    @property
+    def label(self) -> str:
+        return str(self.user_id) if self.user_id else self.role
+
+
+SYSTEM = Actor(user_id=None, role="system")
+
+
+@dataclass(frozen=True)
+class SchoolContext:
+    """An actor already checked against one school: the tenant every query is filtered by."""
+
+    actor: Actor
+    school_id: ObjectId
+    company_id: ObjectId
+    modules: frozenset[str]

@@ -1,0 +1,61 @@
+"""Domain errors. Managers raise these; `api/errors.py` maps them to HTTP once."""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """Base of every error a manager raises on purpose."""
+
+    code = "error"
+
+    def __init__(self, message: str, code: str | None = None, details: dict | None = None):
+        super().__init__(message)
+        self.message = message
+        if code:
+            self.code = code
+        self.details = details or {}
+
+
+class Unauthorized(DomainError):
+    code = "unauthorized"
+
+
+class Forbidden(DomainError):
+    code = "forbidden"
+
+
+class ModuleDisabled(Forbidden):
+    code = "module_disabled"
+
+    def __init__(self, module: str):
+        super().__init__(f"The {module} module is switched off for this school.",
+                         details={"module": module})
+
+
+class NotFound(DomainError):
+    code = "not_found"
+
+
+class Conflict(DomainError):
+    code = "conflict"
+
+
+class ValidationFailed(DomainError):
+    """Input that passed the schema but breaks a rule (422); `details` names the fields."""
+
+    code = "validation_error"
+
+    def __init__(self, message: str, details: dict | None = None, code: str | None = None):
+        super().__init__(message, code=code, details=details)
+
+
+class TooManyRequests(DomainError):
+    code = "too_many_requests"
+
+    def __init__(self, message: str, retry_after: int):
+        super().__init__(message, details={"retry_after": retry_after})
+        self.retry_after = retry_after
+
+
+class DatabaseUnavailable(DomainError):
+    code = "database_unavailable"

@@ -1,0 +1,135 @@
+"""Companies, schools, module switches and the people of a school."""
+
+from __future__ import annotations
+
+from mongoengine.errors import NotUniqueError
+
+from documents.accounts import Company, ModuleSwitches, School, User
+from service import audit
+from service.base import SchoolService
+from service.context import ADMIN_ROLES, MODULES, SYSTEM, Actor, SchoolContext
+from service.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from service.ids import object_id
+from service.pagination import Page, paginate
+from service.passwords import hash_password
+from service.tenancy import in_scope
+
+SCHOOL_ROLES = ("school_admin", "staff", "student")
+
+
+def create_company_admin(company_name: str, email: str, password: str, name: str) -> User:
+    """Bootstrap: the company (found or created) and its first admin."""
+    company = Company.objects(name=company_name).first()
+    if company is None:
+        try:
+            company = Company(name=company_name).save()
+        except NotUniqueError:
+            company = Company.objects.get(name=company_name)
+    try:
+        user = User(email=email.strip().lower(), name=name, role="company_admin",
+                    company_id=company.id, password_hash=hash_password(password)).save()
+    except NotUniqueError:
+        raise Conflict(f"A user with email {email} already exists.", code="duplicate") from None
+    audit.record(Actor(user.id, "company_admin", company.id), None, "create", "user", user.id,
+                 after={"email": user.email, "role": user.role})
+    return user
+
+
+def create_school_user(school_code: str, email: str, password: str, name: str, role: str,
+                       department: str | None = None) -> User:
+    """A user of one school, from the command line (acts as the system)."""
+    school = School.objects(code=school_code).first()
+    if school is None:
+        raise NotFound(f"No school with code {school_code!r}.")
+    ctx = SchoolContext(actor=SYSTEM, school_id=school.id, company_id=school.company_id,
+                        modules=frozenset())
+    return SchoolUsers(ctx).create(email=email, name=name, role=role, department=department,
+                                   password=password)
+
+
+class Schools:
+    """Schools of the caller's company (company admins) or the caller's own school."""
+
+    def __init__(self, actor: Actor):
+        self.actor = actor
+
+    def create(self, name: str, code: str) -> School:
+        if self.actor.role != "company_admin":
+            raise Forbidden("Only company admins create schools.")
+        try:
+            school = School(company_id=self.actor.company_id, name=name, code=code).save()
+        except NotUniqueError:
+            raise Conflict(f"School code {code!r} is taken.", code="duplicate",
+                           details={"code": code}) from None
+        audit.record(self.actor, school.id, "create", "school", school.id,
+                     after={"name": name, "code": code})
+        return school
+
+    def list(self, page: int = 1, page_size: int = 50) -> Page:
+        if self.actor.role == "company_admin":
+            schools = School.objects(company_id=self.actor.company_id)
+        else:
+            schools = School.objects(id=self.actor.school_id)
+        return paginate(schools.order_by("name"), page, page_size)
+
+    def get(self, school_id) -> School:
+        school = School.objects(id=object_id(school_id, "school")).first()
+        if school is None or not in_scope(self.actor, school):
+            raise NotFound(f"No school with id {school_id!r}.")
+        return school
+
+    def set_modules(self, school_id, switches: dict[str, bool]) -> School:
+        school = self.get(school_id)
+        if self.actor.role != "company_admin":
+            raise Forbidden("Only company admins switch modules.")
+        before = school.modules.to_mongo().to_dict()
+        merged = {name: switches.get(name, before.get(name, False)) for name in MODULES}
+        School.objects(id=school.id).update_one(set__modules=ModuleSwitches(**merged))
+        audit.record(self.actor, school.id, "set_modules", "school", school.id,
+                     before=before, after=merged)
+        school.reload()
+        return school
+
+
+class SchoolUsers(SchoolService):
+    """The people of one school."""
+
+    def create(self, email: str, name: str, role: str, department: str | None = None,
+               password: str | None = None, external_id: str | None = None) -> User:
+        self.require_admin()
+        if role not in SCHOOL_ROLES:
+            raise ValidationFailed("role must be school_admin, staff or student.",
+                                   {"role": [f"Must be one of {', '.join(SCHOOL_ROLES)}."]})
+        user = User(email=email.strip().lower(), name=name, role=role, department=department,
+                    external_id=external_id, company_id=self.ctx.company_id,
+                    school_id=self.school_id,
+                    password_hash=hash_password(password) if password else None)
+        try:
+            user.save()
+        except NotUniqueError:
+            raise Conflict(f"A user with email {user.email} already exists.", code="duplicate",
+                           details={"email": user.email}) from None
+        self.audit("create", "user", user.id,
+                   after={"email": user.email, "role": role, "department": department})
+        return user
+
+    def list(self, role: str | None = None, department: str | None = None, page: int = 1,
+             page_size: int = 50) -> Page:
+        self.require_role(ADMIN_ROLES | {"staff"})
+        users = User.objects.for_school(self.school_id)
+        if role:
+            users = users.filter(role=role)
+        if department:
+            users = users.filter(department=department)
+        return paginate(users.order_by("name", "id"), page, page_size)
+
+    def get_user(self, user_id) -> User:
+        return self.get(User, user_id, "user")
+
+    def departments(self) -> list[dict]:
+        """Departments with their number of people: one aggregation."""
+        rows = User.objects.for_school(self.school_id).filter(department__ne=None).aggregate([
+            {"$group": {"_id": "$department", "people": {"$sum": 1}}},
+            {"$sort": {"_id": 1}},
+        ])
+        return [{"name": row["_id"], "people": row["people"]} for row in rows if row["_id"]]

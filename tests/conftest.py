@@ -1,0 +1,136 @@
+"""Fixtures for every area: backends, app and client, a populated world, round trips, and a
+live multi-worker server on FerretDB for concurrency tests.
+
+    pytest                      fast run on in-process mongomock (integration tests skip)
+    pytest --backend=ferretdb   the same tests over TCP against a throwaway FerretDB, plus
+                                the integration tests (gunicorn, several workers)
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import LiveServer, World, start_live_server
+
+JWT_SECRET = "test-secret-" + "x" * 40
+_db_names = itertools.count()
+
+
+def pytest_addoption(parser):
+    parser.addoption("--backend", choices=["mongomock", "ferretdb"], default="mongomock",
+                     help="database for the tests (make test runs both)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--backend") == "ferretdb":
+        return
+    skip = pytest.mark.skip(reason="needs the FerretDB server: run with --backend=ferretdb "
+                                   "(make test does)")
+    for item in items:
+        if "integration" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def backend(request) -> str:
+    return request.config.getoption("--backend")
+
+
+@pytest.fixture(scope="session")
+def ferretdb_server(backend):
+    """A throwaway FerretDB on a free port for the whole run (ferretdb backend only)."""
+    if backend != "ferretdb":
+        yield None
+        return
+    from scripts import ferretdb
+
+    data_dir = Path(tempfile.mkdtemp(prefix="rota-test-ferretdb-"))
+    try:
+        server = ferretdb.start(data_dir)
+    except ferretdb.FerretDBUnavailable as exc:
+        shutil.rmtree(data_dir, ignore_errors=True)
+        pytest.skip(f"FerretDB unavailable, integration half skipped: {exc}")
+    yield server
+    server.stop()
+    shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def database_uri(backend, ferretdb_server):
+    if backend == "mongomock":
+        yield "mongomock://localhost/rota_test"
+        return
+    name = f"rota_test_{os.getpid()}_{next(_db_names)}"
+    yield ferretdb_server.uri + name
+    import pymongo
+
+    client = pymongo.MongoClient(ferretdb_server.uri)
+    client.drop_database(name)
+    client.close()
+
+
+@pytest.fixture
+def app(database_uri):
+    from api import create_app
+
+    application = create_app({"MONGODB_URI": database_uri, "JWT_SECRET_KEY": JWT_SECRET,
+                              "TESTING": True, "ROTA_ENV": "test"})
+    with application.app_context():
+        yield application
+    from documents.connection import disconnect
+
+    disconnect()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def world(app) -> World:
+    """A company with two schools (every module on), one person per role, and a second
+    company: the tenants most tests need. See `tests/helpers.World`."""
+    return World.build(app)
+
+
+@pytest.fixture
+def roundtrips():
+    """`with roundtrips() as commands: ...` then `len(commands)` is the number of database
+    round trips made inside the block (PyMongo listener; wrapped calls on mongomock)."""
+    from documents.connection import ROUND_TRIPS
+
+    return ROUND_TRIPS.record
+
+
+@pytest.fixture(scope="session")
+def live_server(ferretdb_server, tmp_path_factory) -> LiveServer:
+    """The real service under gunicorn with 4 workers on FerretDB (integration tests)."""
+    if ferretdb_server is None:
+        pytest.skip("needs --backend=ferretdb")
+    uri = ferretdb_server.uri + "rota_live"
+    server = start_live_server(uri, JWT_SECRET, tmp_path_factory.mktemp("live"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def live(live_server):
+    """A fresh world in the live server's database; this process is connected to it too,
+    so tests can arrange data directly and mint tokens."""
+    from api import create_app
+
+    application = create_app({"MONGODB_URI": live_server.uri, "JWT_SECRET_KEY": JWT_SECRET,
+                              "TESTING": True, "ROTA_ENV": "test", "ROTA_CREATE_INDEXES": False})
+    with application.app_context():
+        live_server.world = World.build(application)
+        yield live_server
+    from documents.connection import disconnect
+
+    disconnect()

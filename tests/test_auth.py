@@ -1,0 +1,110 @@
+"""Sign in, refresh, sign out and revocation; the same 401 for unknown email and bad password."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+
+from tests.helpers import PASSWORD, parallel
+
+
+@pytest.fixture
+def teacher(world):
+    return world.add_user(world.school, "staff", department="Art", password=PASSWORD)
+
+
+def login(client, email, password=PASSWORD):
+    return client.post("/api/v1/auth/login", json={"email": email, "password": password})
+
+
+def test_login_returns_tokens_and_the_user(client, teacher):
+    response = login(client, teacher.email.upper())
+    assert response.status_code == 200
+    body = response.json
+    assert body["user"]["email"] == teacher.email
+    assert body["user"]["role"] == "staff"
+    assert body["user"]["school_id"] == str(teacher.school_id)
+    assert "password" not in str(body["user"])
+    me = client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {body['access_token']}"})
+    assert me.status_code == 200 and me.json["id"] == str(teacher.id)
+
+
+def test_unknown_email_and_wrong_password_get_the_same_401(client, teacher):
+    wrong = login(client, teacher.email, "not-the-password")
+    unknown = login(client, "nobody@example.test")
+    assert wrong.status_code == unknown.status_code == 401
+    assert wrong.json == unknown.json
+    assert wrong.json["error"]["code"] == "bad_credentials"
+
+
+def test_passwords_are_stored_hashed(teacher):
+    assert PASSWORD not in teacher.password_hash
+    assert teacher.password_hash.startswith("scrypt$")
+
+
+def test_refresh_gives_a_new_access_token_and_access_tokens_cannot_refresh(client, teacher):
+    tokens = login(client, teacher.email).json
+    refreshed = client.post("/api/v1/auth/refresh",
+                            headers={"Authorization": f"Bearer {tokens['refresh_token']}"})
+    assert refreshed.status_code == 200
+    me = client.get("/api/v1/auth/me",
+                    headers={"Authorization": f"Bearer {refreshed.json['access_token']}"})
+    assert me.status_code == 200
+    misuse = client.post("/api/v1/auth/refresh",
+                         headers={"Authorization": f"Bearer {tokens['access_token']}"})
+    assert misuse.status_code == 401
+
+
+def test_logout_revokes_the_token(client, teacher):
+    tokens = login(client, teacher.email).json
+    headers = {"Authorization": f"Bearer {tokens['access_token']}"}
+    assert client.post("/api/v1/auth/logout", headers=headers).status_code == 204
+    after = client.get("/api/v1/auth/me", headers=headers)
+    assert after.status_code == 401
+    assert after.json["error"]["code"] == "unauthorized"
+    assert "revoked" in after.json["error"]["message"]
+
+
+@pytest.mark.parametrize("header", [None, "Bearer nonsense", "Basic abc"])
+def test_missing_or_bad_tokens_get_401_json(client, header):
+    headers = {"Authorization": header} if header else {}
+    response = client.get("/api/v1/auth/me", headers=headers)
+    assert response.status_code == 401
+    assert set(response.json["error"]) == {"code", "message", "details"}
+
+
+def test_expired_token_gets_401(app, client, teacher):
+    from datetime import timedelta
+
+    from flask_jwt_extended import create_access_token
+
+    token = create_access_token(str(teacher.id), expires_delta=timedelta(seconds=-1),
+                                additional_claims={"role": "staff", "company_id": None,
+                                                   "school_id": str(teacher.school_id)})
+    response = client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 401
+    assert "expired" in response.json["error"]["message"]
+
+
+def test_repeated_bad_logins_are_refused_with_429_and_retry_after(client, teacher):
+    statuses = [login(client, teacher.email, "wrong-password").status_code for _ in range(6)]
+    assert statuses[:5] == [401] * 5
+    assert statuses[5] == 429
+    blocked = login(client, teacher.email)  # even the right password waits
+    assert blocked.status_code == 429
+    assert int(blocked.headers["Retry-After"]) >= 1
+    assert blocked.json["error"]["code"] == "too_many_requests"
+
+
+@pytest.mark.integration
+def test_logout_is_seen_by_every_worker(live):
+    world = live.world
+    teacher = world.add_user(world.school, "staff", password=PASSWORD)
+    tokens = requests.post(live.url("/api/v1/auth/login"),
+                           json={"email": teacher.email, "password": PASSWORD}).json()
+    headers = {"Authorization": f"Bearer {tokens['access_token']}"}
+    before = parallel(8, lambda _: requests.get(live.url("/api/v1/auth/me"), headers=headers))
+    assert [r.status_code for r in before] == [200] * 8
+    assert requests.post(live.url("/api/v1/auth/logout"), headers=headers).status_code == 204
+    after = parallel(16, lambda _: requests.get(live.url("/api/v1/auth/me"), headers=headers))
+    assert [r.status_code for r in after] == [401] * 16
