@@ -45,6 +45,8 @@ class ImportKind:
     importer: str = ""  # "module:function(ctx, rows: list[Row], dry_run: bool) -> list[RowResult]"
     exporter: str = ""  # "module:function(ctx) -> Iterable[dict[str, str]]" (same columns)
     notes: list[str] = field(default_factory=list)
+    # Rows sharing these columns always reach the importer in the same batch.
+    group_by: tuple[str, ...] = ()
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -74,6 +76,7 @@ IMPORTERS: dict[str, ImportKind] = {
         optional=("room_number", "student_count"),
         importer="service.timetable:import_assignments",
         exporter="service.timetable:export_assignments",
+        group_by=("staff", "day_of_week", "period_number"),
         notes=["One row per class; rows with the same (staff, day_of_week, period_number) are "
                "the classes of one assignment. `staff` is the staff member's external_id or "
                "email."]),
