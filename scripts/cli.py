@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from scripts import ferretdb
+from service.imports import IMPORTERS as IMPORT_KINDS
 
 DEFAULT_DB_PORT = 27117
 MOCK_URI = "mongomock://localhost/rota"
@@ -184,6 +185,54 @@ def seed_demo():
     click.echo("\nLogins (password for all: demo-password):")
     for role, email in logins:
         click.echo(f"  {role:<14} {email}")
+
+
+@main.command("import")
+@click.argument("kind", type=click.Choice(sorted(IMPORT_KINDS)))
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--school", "school_code", required=True, help="code of the school to import into")
+@click.option("--dry-run", is_flag=True, help="check and report every row, write nothing")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="where to write the rejected rows (default: FILE.report.csv)")
+@click.option("--batch-size", default=1000, show_default=True)
+def import_command(kind, file, school_code, dry_run, report_path, batch_size):
+    """Import KIND rows from FILE (CSV with a header row, or .jsonl). Exit code: 0 all rows
+    taken, 1 some rejected (see the report), 2 unusable input. See docs/IMPORT.md."""
+    from scripts.importer import run_import
+
+    with database() as uri:
+        connect(uri)
+        code = run_import(kind, file, school_code, dry_run=dry_run, report_path=report_path,
+                          batch_size=batch_size)
+    sys.exit(code)
+
+
+@main.command("export")
+@click.argument("kind", type=click.Choice(sorted(IMPORT_KINDS)))
+@click.option("--school", "school_code", required=True)
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
+              help="file to write (default: standard output)")
+def export_command(kind, school_code, output):
+    """Export KIND as CSV that `rota import` reads back to no change."""
+    from scripts.importer import run_export
+
+    with database() as uri:
+        connect(uri)
+        code = run_export(kind, school_code, output)
+    sys.exit(code)
+
+
+@main.command("backfill-project-teams")
+@click.option("--dry-run", is_flag=True, help="report what would change, write nothing")
+@click.option("--school", "school_code", default=None, help="only this school (default: all)")
+def backfill_project_teams(dry_run, school_code):
+    """Create project teams for old evaluations and assessments that name only a group."""
+    from scripts.backfill import run_backfill
+
+    with database() as uri:
+        connect(uri)
+        code = run_backfill(dry_run=dry_run, school_code=school_code, echo=click.echo)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""Managers: every business rule of Rota, one module per area. No Flask here."""
