@@ -1,0 +1,23 @@
+# Rota API: slim, non-root, gunicorn. Point MONGODB_URI at MongoDB (see docker-compose.yml).
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    ROTA_ENV=production \
+    ROTA_VAR_DIR=/tmp/rota
+
+WORKDIR /app
+COPY setup.cfg pyproject.toml README.md ./
+COPY api ./api
+COPY service ./service
+COPY documents ./documents
+COPY scripts ./scripts
+RUN pip install --no-cache-dir . \
+    && useradd --create-home --uid 10001 rota
+
+USER rota
+EXPOSE 8000
+# Indexes are created by each worker at start (idempotent on MongoDB).
+CMD ["gunicorn", "--bind", "0.0.0.0:8000", "--workers", "4", "--timeout", "60", \
+     "--access-logfile", "-", "api:create_app()"]
