@@ -16,7 +16,7 @@ from pymongo.errors import ConnectionFailure
 
 from api import config, errors
 from api.schemas import ErrorSchema
-from api.security import init_jwt
+from api.security import init_security
 from documents import all_documents
 from documents.connection import connect, ensure_indexes
 
@@ -46,7 +46,7 @@ def create_app(overrides: dict | None = None) -> Flask:
         except ConnectionFailure as exc:
             # Start anyway: requests answer 503 until the database is back.
             log.warning("could not create indexes, database unreachable: %s", exc)
-    init_jwt(app)
+    init_security(app)
     api = RotaApi(app)
     for module in blueprint_modules():
         api.register_blueprint(module.blp, url_prefix=URL_PREFIX + (module.blp.url_prefix or ""))

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from copy import deepcopy
 from functools import wraps
 
 from bson import ObjectId
+from flask import current_app, g, request
 from flask_jwt_extended import (JWTManager, create_access_token, create_refresh_token,
                                 get_jwt, get_jwt_identity, verify_jwt_in_request)
 
@@ -51,20 +53,45 @@ def authenticated(fn):
 
 
 def school_route(module: str | None = None, roles=None):
-    """Resolve `school_id` from the URL for the caller: 404 outside their scope, 403 for a
-    role that may not or a module switched off. The view receives the `SchoolContext` first."""
+    """Mark a route as school-scoped. Before the view runs, and before its body is parsed,
+    `enforce_school_access` resolves `school_id` for the caller: 404 outside their scope, 403
+    for a role that may not or a module switched off. The view receives the `SchoolContext`."""
     def decorate(fn):
         @wraps(fn)
         def wrapper(*args, school_id, **kwargs):
-            verify_jwt_in_request()
-            ctx = school_context(current_actor(), school_id, module=module, roles=roles)
-            return fn(ctx, *args, **kwargs)
+            return fn(g.school_ctx, *args, **kwargs)
+        wrapper._school_access = (module, roles)
+        wrapper._apidoc = deepcopy(getattr(fn, "_apidoc", {}))
+        wrapper._apidoc["manual_doc"] = {**wrapper._apidoc.get("manual_doc", {}),
+                                         **access_doc(module, roles)}
         return wrapper
     return decorate
 
 
-def init_jwt(app) -> None:
+def enforce_school_access():
+    view = current_app.view_functions.get(request.endpoint)
+    access = getattr(view, "_school_access", None)
+    if access is None or request.view_args is None:
+        return
+    verify_jwt_in_request()
+    module, roles = access
+    g.school_ctx = school_context(current_actor(), request.view_args["school_id"],
+                                  module=module, roles=roles)
+
+
+def access_doc(module: str | None, roles) -> dict:
+    """OpenAPI extensions naming the module and roles of a route; the isolation sweep in
+    tests/test_isolation.py reads them, so a new route is covered without being listed."""
+    doc = {"x-roles": sorted(roles) if roles else ["company_admin", "school_admin", "staff",
+                                                    "student"]}
+    if module:
+        doc["x-module"] = module
+    return doc
+
+
+def init_security(app) -> None:
     jwt.init_app(app)
+    app.before_request(enforce_school_access)
 
     @jwt.token_in_blocklist_loader
     def is_revoked(_header, payload):

@@ -143,7 +143,7 @@ def _create_index(collection, spec) -> None:
     except OperationFailure as exc:
         if "expireAfterSeconds" not in options:
             raise
-        log.warning("TTL index on %s not supported here (%s); expiry filters by time instead",
+        log.info("TTL index on %s not supported here (%s); expiry filters by time instead",
                     collection.name, exc.details.get("errmsg", exc))
         options.pop("expireAfterSeconds")
         collection.create_index(keys, **options)
