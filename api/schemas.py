@@ -9,6 +9,7 @@ from marshmallow import Schema, ValidationError, fields, validate
 
 from service.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
+MAX_PAGE = 1_000_000  # skip() overflows far beyond; no list is that long
 TIME_OF_DAY = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 
 
@@ -61,7 +62,7 @@ class BaseSchema(Schema):
 
 
 class PageArgs(BaseSchema):
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=MAX_PAGE))
     page_size = fields.Integer(load_default=DEFAULT_PAGE_SIZE,
                                validate=validate.Range(min=1, max=MAX_PAGE_SIZE))
 

@@ -135,3 +135,11 @@ def test_users_pagination(client, world):
     too_big = client.get(world.url("/users?page_size=501"), headers=headers)
     assert too_big.status_code == 422
     assert "page_size" in too_big.json["error"]["details"]
+
+
+def test_absurd_page_numbers_are_422_not_500(client, world):
+    """Found by the fuzzer: a page number past 64 bits overflowed the skip."""
+    response = client.get(world.url("/users?page=352447974200879668835133685760"),
+                          headers=world.headers("admin"))
+    assert response.status_code == 422
+    assert "page" in response.json["error"]["details"]
