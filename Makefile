@@ -40,7 +40,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check api service documents scripts tests
 
 fuzz: $(STAMP) ferretdb
-	$(PY) -m scripts.fuzz --max-examples 500
+	$(PY) -m scripts.fuzz --max-examples 300
 
 loadtest: $(STAMP) ferretdb
 	$(PY) -m scripts.loadtest --seconds 60
