@@ -67,7 +67,7 @@ def refresh():
 def logout():
     token = get_jwt()
     expires = datetime.fromtimestamp(token["exp"], UTC).replace(tzinfo=None)
-    Authenticator().revoke(token["jti"], expires)
+    Authenticator().revoke(current_actor(), token["jti"], expires)
 
 
 @blp.route("/me", methods=["GET"])

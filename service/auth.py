@@ -8,6 +8,8 @@ from mongoengine.errors import NotUniqueError
 
 from documents.accounts import LoginThrottle, RevokedToken, User
 from documents.base import utcnow
+from service import audit
+from service.context import Actor
 from service.errors import TooManyRequests, Unauthorized
 
 BAD_CREDENTIALS = "Email or password is wrong."
@@ -36,11 +38,12 @@ class Authenticator:
             raise Unauthorized("This account no longer exists.", code="unknown_user")
         return user
 
-    def revoke(self, jti: str, expires_at: datetime) -> None:
+    def revoke(self, actor: Actor, jti: str, expires_at: datetime) -> None:
         try:
             RevokedToken(jti=jti, expires_at=expires_at).save()
         except NotUniqueError:
-            pass
+            return
+        audit.record(actor, actor.school_id, "logout", "user", actor.user_id)
 
     def is_revoked(self, jti: str) -> bool:
         # TTL may be missing (FerretDB), so only rows still in force count.

@@ -63,6 +63,30 @@ def test_logout_revokes_the_token(client, teacher):
     assert after.status_code == 401
     assert after.json["error"]["code"] == "unauthorized"
     assert "revoked" in after.json["error"]["message"]
+    from documents.audit import AuditEvent
+
+    assert AuditEvent.objects(action="logout", actor_id=teacher.id).count() == 1
+
+
+def test_production_refuses_to_start_without_a_secret(monkeypatch):
+    from api import config
+
+    monkeypatch.delenv("ROTA_JWT_SECRET", raising=False)
+    with pytest.raises(config.ConfigError, match="ROTA_JWT_SECRET"):
+        config.load({"ROTA_ENV": "production"})
+    monkeypatch.setenv("ROTA_JWT_SECRET", "s" * 48)
+    assert config.load({"ROTA_ENV": "production"})["JWT_SECRET_KEY"] == "s" * 48
+
+
+def test_development_generates_one_secret_and_keeps_it(monkeypatch, tmp_path):
+    from api import config
+
+    monkeypatch.delenv("ROTA_JWT_SECRET", raising=False)
+    monkeypatch.setenv("ROTA_VAR_DIR", str(tmp_path))
+    first = config.load({"ROTA_ENV": "development"})["JWT_SECRET_KEY"]
+    assert len(first) >= 32
+    assert config.load({"ROTA_ENV": "development"})["JWT_SECRET_KEY"] == first
+    assert (tmp_path / "jwt_secret").read_text().strip() == first
 
 
 @pytest.mark.parametrize("header", [None, "Bearer nonsense", "Basic abc"])
