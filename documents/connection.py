@@ -69,6 +69,22 @@ _MOCK_METHODS = ("find", "find_one", "insert_one", "insert_many", "update_one", 
 _mock_depth = threading.local()
 
 
+def _accept_sort_in_mongomock_bulk() -> None:
+    """PyMongo >= 4.11 passes `sort` to bulk update/replace operations; mongomock 4.3 does not
+    know it. The service never sorts inside a bulk write, so the argument is dropped."""
+    from mongomock.collection import BulkOperationBuilder
+
+    for name in ("add_update", "add_replace"):
+        method = getattr(BulkOperationBuilder, name)
+        if getattr(method, "_rota_drops_sort", False):
+            continue
+
+        def without_sort(self, *args, _method=method, sort=None, **kwargs):
+            return _method(self, *args, **kwargs)
+        without_sort._rota_drops_sort = True
+        setattr(BulkOperationBuilder, name, without_sort)
+
+
 def _count_mongomock_calls() -> None:
     import mongomock
 
@@ -107,6 +123,7 @@ def connect(uri: str, alias: str = "default"):
         import mongomock
 
         _count_mongomock_calls()
+        _accept_sort_in_mongomock_bulk()
         return mongoengine.connect(db=name, alias=alias, host="mongodb://localhost",
                                    mongo_client_class=mongomock.MongoClient, tz_aware=False)
     return mongoengine.connect(
