@@ -1,0 +1,296 @@
+"""Team rosters: course groups, frozen project teams, and the evaluations, project assessments
+and note contexts that lock a team by linking to it."""
+
+from __future__ import annotations
+
+from flask_smorest import Blueprint
+from marshmallow import fields, validate
+
+from api.schemas import BaseSchema, Id, PageArgs, Timestamp, page_of
+from api.security import school_route
+from documents.team_rosters import BACKFILL_SOURCES, LINKED_STATUSES
+from service.context import STAFF_ROLES
+from service.team_rosters import (
+    CourseGroups,
+    Evaluations,
+    NoteContexts,
+    ProjectAssessments,
+    ProjectTeams,
+)
+
+MODULE = "team_rosters"
+
+blp = Blueprint("team_rosters", __name__, url_prefix="/schools",
+                description="Course groups, frozen project teams (locking, versions, cloning) "
+                            "and the evaluations, assessments and note contexts linked to them")
+
+NAME = validate.Length(min=1, max=200)
+
+
+class GroupCreateSchema(BaseSchema):
+    name = fields.String(required=True, validate=NAME)
+    member_ids = fields.List(Id(), load_default=list, validate=validate.Length(max=500))
+
+
+class GroupMembersSchema(BaseSchema):
+    member_ids = fields.List(Id(), required=True, validate=validate.Length(max=500))
+
+
+class GroupSchema(BaseSchema):
+    """A mutable course group; project teams copy its members when they are made."""
+
+    id = Id()
+    name = fields.String()
+    member_ids = fields.List(Id())
+    created_at = Timestamp()
+    updated_at = Timestamp()
+
+
+class TeamCreateSchema(BaseSchema):
+    """Give `team_id` (a course group, whose members are copied now) or `team_name` (a
+    custom team, members added later); with both, `team_name` is the display name."""
+
+    team_id = Id(allow_none=True, metadata={"description": "course group to copy"})
+    team_name = fields.String(validate=NAME, allow_none=True)
+
+
+class TeamMemberSchema(BaseSchema):
+    user_id = Id()
+    name = fields.String(allow_none=True)
+    role = fields.String(allow_none=True)
+    added_at = Timestamp()
+
+
+class ProjectTeamSchema(BaseSchema):
+    """One version of a project team: a roster snapshot that freezes once linked."""
+
+    id = Id()
+    project_id = Id()
+    lineage = fields.String(metadata={"description": "shared by every version of this team"})
+    version = fields.Integer()
+    team_id = Id(allow_none=True, metadata={"description": "the source course group, if any"})
+    display_name_at_time = fields.String()
+    members = fields.List(fields.Nested(TeamMemberSchema))
+    member_count = fields.Integer()
+    members_version = fields.Integer(metadata={"description": "bumped by each roster change"})
+    locked = fields.Boolean()
+    locked_at = Timestamp(allow_none=True)
+    locked_reason = fields.String(allow_none=True)
+    backfill_source = fields.String(allow_none=True, metadata={
+        "description": f"null, or one of {', '.join(BACKFILL_SOURCES)} for migrated teams"})
+    created_at = Timestamp()
+    updated_at = Timestamp()
+
+
+class MemberAddSchema(BaseSchema):
+    user_id = Id(required=True)
+    role = fields.String(validate=validate.Length(max=100), allow_none=True)
+
+
+class MembersAddSchema(BaseSchema):
+    members = fields.List(fields.Nested(MemberAddSchema), required=True,
+                          validate=validate.Length(min=1, max=500))
+
+
+class CloneResultSchema(BaseSchema):
+    teams_cloned = fields.Integer()
+    members_cloned = fields.Integer()
+    project_team_ids = fields.List(Id())
+
+
+class LinkedCreateSchema(BaseSchema):
+    project_id = Id(required=True)
+    project_team_id = Id(required=True)
+    title = fields.String(required=True, validate=NAME)
+
+
+class LinkedListArgs(PageArgs):
+    project_id = Id()
+    project_team_id = Id()
+    status = fields.String(validate=validate.OneOf(LINKED_STATUSES))
+
+
+class LinkedSchema(BaseSchema):
+    """A record linked to (and locking) one project team version, with the roster that
+    version had when it was linked."""
+
+    id = Id()
+    project_id = Id()
+    project_team_id = Id()
+    title = fields.String()
+    status = fields.String()
+    closed_at = Timestamp(allow_none=True)
+    team_version = fields.Integer()
+    team_name = fields.String()
+    members_version = fields.Integer()
+    member_ids = fields.List(Id())
+    created_at = Timestamp()
+
+
+# Course groups
+
+@blp.route("/<school_id>/groups", methods=["POST"])
+@blp.arguments(GroupCreateSchema)
+@blp.response(201, GroupSchema)
+@school_route(module=MODULE, roles=STAFF_ROLES)
+def create_group(ctx, body):
+    """Create a course group (members must be users of the school, else 422)."""
+    return CourseGroups(ctx).create(**body)
+
+
+@blp.route("/<school_id>/groups", methods=["GET"])
+@blp.arguments(PageArgs, location="query")
+@blp.response(200, page_of(GroupSchema))
+@school_route(module=MODULE, roles=STAFF_ROLES)
+def list_groups(ctx, args):
+    """List the school's course groups by name."""
+    return CourseGroups(ctx).list(**args)
+
+
+@blp.route("/<school_id>/groups/<group_id>", methods=["GET"])
+@blp.response(200, GroupSchema)
+@school_route(module=MODULE, roles=STAFF_ROLES)
+def get_group(ctx, group_id):
+    """One course group."""
+    return CourseGroups(ctx).detail(group_id)
+
+
+@blp.route("/<school_id>/groups/<group_id>/members", methods=["PUT"])
+@blp.arguments(GroupMembersSchema)
+@blp.response(200, GroupSchema)
+@school_route(module=MODULE, roles=STAFF_ROLES)
+def replace_group_members(ctx, body, group_id):
+    """Replace the group's members. Project teams made from it do not change."""
+    return CourseGroups(ctx).replace_members(group_id, body["member_ids"])
+
+
+@blp.route("/<school_id>/groups/<group_id>", methods=["DELETE"])
+@blp.response(204)
+@school_route(module=MODULE, roles=STAFF_ROLES)
+def delete_group(ctx, group_id):
+    """Delete a course group; project teams made from it keep their members and team_id."""
+    CourseGroups(ctx).delete(group_id)
+
+
+# Project teams
+
+@blp.route("/<school_id>/projects/<project_id>/teams", methods=["POST"])
+@blp.arguments(TeamCreateSchema)
+@blp.response(201, ProjectTeamSchema)
+@school_route(module=MODULE, roles=STAFF_ROLES)
+def create_team(ctx, body, project_id):
+    """Create a project team from a course group (members copied now) or with a custom
+    name; one of team_id / team_name is required (422)."""
+    return ProjectTeams(ctx).create(project_id, body.get("team_id"), body.get("team_name"))
+
+
+@blp.route("/<school_id>/projects/<project_id>/teams", methods=["GET"])
+@blp.arguments(PageArgs, location="query")
+@blp.response(200, page_of(ProjectTeamSchema))
+@school_route(module=MODULE)
+def list_teams(ctx, args, project_id):
+    """Every version of the project's teams with members; a student sees only theirs."""
+    return ProjectTeams(ctx).list(project_id, **args)
+
+
+@blp.route("/<school_id>/projects/<project_id>/teams/clone-from/<source_id>",
+           methods=["POST"])
+@blp.response(201, CloneResultSchema)
+@school_route(module=MODULE, roles=STAFF_ROLES)
+def clone_teams(ctx, project_id, source_id):
+    """Copy the latest version of each team of the source project into this one (unlocked).
+    Teams already cloned from the same origin are not copied twice."""
+    return ProjectTeams(ctx).clone(project_id, source_id)
+
+
+@blp.route("/<school_id>/project-teams/<team_id>", methods=["GET"])
+@blp.response(200, ProjectTeamSchema)
+@school_route(module=MODULE)
+def get_team(ctx, team_id):
+    """One project team version with members (students: only a team they are in)."""
+    return ProjectTeams(ctx).detail(team_id)
+
+
+@blp.route("/<school_id>/project-teams/<team_id>/members", methods=["GET"])
+@blp.arguments(PageArgs, location="query")
+@blp.response(200, page_of(TeamMemberSchema))
+@school_route(module=MODULE)
+def list_team_members(ctx, args, team_id):
+    """The members of one project team version, with names."""
+    return ProjectTeams(ctx).members(team_id, **args)
+
+
+@blp.route("/<school_id>/project-teams/<team_id>/members", methods=["POST"])
+@blp.arguments(MembersAddSchema)
+@blp.response(200, ProjectTeamSchema)
+@blp.alt_response(409, description="team_locked: POST .../versions for a new version; "
+                                   "already_member: someone is in the team already")
+@school_route(module=MODULE, roles=STAFF_ROLES)
+def add_team_members(ctx, body, team_id):
+    """Add members (all or none)."""
+    return ProjectTeams(ctx).add_members(team_id, body["members"])
+
+
+@blp.route("/<school_id>/project-teams/<team_id>/members/<user_id>", methods=["DELETE"])
+@blp.response(204)
+@blp.alt_response(409, description="team_locked: POST .../versions for a new version")
+@school_route(module=MODULE, roles=STAFF_ROLES)
+def remove_team_member(ctx, team_id, user_id):
+    """Remove one member of an unlocked team."""
+    ProjectTeams(ctx).remove_member(team_id, user_id)
+
+
+@blp.route("/<school_id>/project-teams/<team_id>/versions", methods=["POST"])
+@blp.response(201, ProjectTeamSchema)
+@school_route(module=MODULE, roles=STAFF_ROLES)
+def create_team_version(ctx, team_id):
+    """A new unlocked version (latest + 1) with this version's members; records linked to
+    older versions keep pointing at them."""
+    return ProjectTeams(ctx).new_version(team_id)
+
+
+# Evaluations, project assessments and note contexts: the same routes for each.
+
+def linked_routes(path: str, manager, what: str) -> None:
+    endpoint = path.replace("-", "_")
+
+    @blp.route(f"/<school_id>/{path}", methods=["POST"], endpoint=f"create_{endpoint}")
+    @blp.arguments(LinkedCreateSchema)
+    @blp.response(201, LinkedSchema)
+    @blp.doc(summary=f"Create a {what}",
+             description=f"Links a team of the same project (another project's team → 422) "
+                         f"and locks it; the {what} records the roster it locked.")
+    @school_route(module=MODULE, roles=STAFF_ROLES)
+    def create(ctx, body):
+        return manager(ctx).create(**body)
+
+    @blp.route(f"/<school_id>/{path}", methods=["GET"], endpoint=f"list_{endpoint}")
+    @blp.arguments(LinkedListArgs, location="query")
+    @blp.response(200, page_of(LinkedSchema, f"{endpoint.title()}PageSchema"))
+    @blp.doc(summary=f"List {what}s",
+             description="Newest first; students see those whose roster includes them.")
+    @school_route(module=MODULE)
+    def list_records(ctx, args):
+        return manager(ctx).list(**args)
+
+    @blp.route(f"/<school_id>/{path}/<record_id>", methods=["GET"],
+               endpoint=f"get_{endpoint}")
+    @blp.response(200, LinkedSchema)
+    @blp.doc(summary=f"One {what}")
+    @school_route(module=MODULE)
+    def get(ctx, record_id):
+        return manager(ctx).detail(record_id)
+
+    @blp.route(f"/<school_id>/{path}/<record_id>/close", methods=["POST"],
+               endpoint=f"close_{endpoint}")
+    @blp.response(200, LinkedSchema)
+    @blp.doc(summary=f"Close a {what}",
+             description="Idempotent: status closed, closed_at set by the first close only.")
+    @school_route(module=MODULE, roles=STAFF_ROLES)
+    def close(ctx, record_id):
+        return manager(ctx).close(record_id)
+
+
+linked_routes("evaluations", Evaluations, "evaluation")
+linked_routes("project-assessments", ProjectAssessments, "project assessment")
+linked_routes("note-contexts", NoteContexts, "note context")

@@ -1,0 +1,112 @@
+"""Course groups, frozen project teams, and the records that lock a team by linking to it."""
+
+from __future__ import annotations
+
+from mongoengine import (
+    BooleanField,
+    DateTimeField,
+    EmbeddedDocument,
+    EmbeddedDocumentField,
+    IntField,
+    ListField,
+    ObjectIdField,
+    StringField,
+)
+
+from documents.base import SchoolOwned, utcnow
+
+BACKFILL_SOURCES = ("backfill", "inference")
+LINKED_STATUSES = ("draft", "closed")
+
+
+class CourseGroup(SchoolOwned):
+    """A mutable course-level group of users; project teams copy it, never follow it."""
+
+    meta = {"collection": "course_groups", "indexes": [["school_id", "name"]]}
+
+    name = StringField(required=True)
+    member_ids = ListField(ObjectIdField())
+    updated_at = DateTimeField(default=utcnow)
+
+
+class TeamMember(EmbeddedDocument):
+    user_id = ObjectIdField(required=True)
+    role = StringField()
+    added_at = DateTimeField(default=utcnow)
+
+
+class ProjectTeam(SchoolOwned):
+    """One version of a project team. Every version is its own document, so a locked version
+    never changes; versions of the same team share a `lineage`.
+
+    `members` is only ever replaced whole by an update guarded on `locked=False` and the
+    current `members_version`; `member_ids` mirrors it for "teams I am in" queries.
+    """
+
+    meta = {"collection": "project_teams",
+            "indexes": [
+                {"fields": ["school_id", "project_id", "lineage", "version"], "unique": True},
+                ["school_id", "project_id", "display_name_at_time"],
+                ["school_id", "member_ids"],
+                ["school_id", "team_id"],
+            ]}
+
+    project_id = ObjectIdField(required=True)
+    # Shared by every version of one team: a new team's own id as text, or for backfilled
+    # teams the deterministic "backfill:<group id>" natural key.
+    lineage = StringField(required=True)
+    version = IntField(required=True, default=1, min_value=1)
+    team_id = ObjectIdField()  # the source course group; kept after the group is deleted
+    display_name_at_time = StringField(required=True)
+    members = ListField(EmbeddedDocumentField(TeamMember))
+    member_ids = ListField(ObjectIdField())
+    members_version = IntField(default=0)
+    locked = BooleanField(default=False)
+    locked_at = DateTimeField()
+    locked_reason = StringField()
+    backfill_source = StringField(choices=BACKFILL_SOURCES)
+    updated_at = DateTimeField(default=utcnow)
+
+
+class TeamLinked(SchoolOwned):
+    """What evaluations, project assessments and note contexts share: a link to one project
+    team version, and the roster that version had when the link locked it.
+
+    `group_id` and `participant_ids` are legacy fields of records made before project teams
+    existed; the backfill reads them.
+    """
+
+    meta = {"abstract": True}
+
+    project_id = ObjectIdField(required=True)
+    project_team_id = ObjectIdField()
+    title = StringField(required=True)
+    status = StringField(default="draft", choices=LINKED_STATUSES)
+    closed_at = DateTimeField()
+    team_version = IntField()
+    team_name = StringField()
+    members_version = IntField()
+    member_ids = ListField(ObjectIdField())
+    group_id = ObjectIdField()
+    participant_ids = ListField(ObjectIdField())
+
+
+class Evaluation(TeamLinked):
+    meta = {"collection": "evaluations",
+            "indexes": [["school_id", "project_id", "status"],
+                        ["school_id", "project_team_id", "status"],
+                        ["school_id", "member_ids"]]}
+
+
+class ProjectAssessment(TeamLinked):
+    meta = {"collection": "project_assessments",
+            "indexes": [["school_id", "project_id", "status"],
+                        ["school_id", "project_team_id", "status"],
+                        ["school_id", "member_ids"]]}
+
+
+class NoteContext(TeamLinked):
+    meta = {"collection": "project_note_contexts",
+            "indexes": [["school_id", "project_id", "status"],
+                        ["school_id", "project_team_id", "status"],
+                        ["school_id", "member_ids"]]}

@@ -1,0 +1,472 @@
+"""Course groups, project teams (frozen rosters: locking, versions, cloning) and the
+evaluations, project assessments and note contexts that lock a team by linking to it.
+
+The lock is a single-document protocol on the team: a roster change is an update guarded on
+`locked=False` and the `members_version` it read; a link sets `locked=True` with
+find-and-modify and copies the roster of the document it got back. Whichever lands first
+wins, so a linked record always names a roster that can no longer change.
+
+FerretDB v1 does not apply such conditional updates atomically (two parallel writers of one
+document can both match), so every writer of a team, and every close of a record, also holds
+that document's lease (service/leases.py) for the few milliseconds it writes.
+"""
+
+from __future__ import annotations
+
+from bson import ObjectId
+from mongoengine.errors import NotUniqueError
+from pymongo.errors import BulkWriteError
+
+from documents.accounts import User
+from documents.audit import Notification
+from documents.base import utcnow
+from documents.projects import Project
+from documents.team_rosters import (
+    CourseGroup,
+    Evaluation,
+    NoteContext,
+    ProjectAssessment,
+    ProjectTeam,
+    TeamMember,
+)
+from service import audit, notifications
+from service.base import SchoolService
+from service.context import STAFF_ROLES
+from service.errors import Conflict, NotFound, ValidationFailed
+from service.ids import field_object_id, object_id
+from service.leases import exclusive
+from service.pagination import Page, paginate, paginate_list
+
+VERSION_ATTEMPTS = 10
+DUPLICATE_KEY = 11000
+
+
+def unique_ids(values, field: str) -> list[ObjectId]:
+    """Body ids as ObjectIds, duplicates dropped, order kept."""
+    ids = [field_object_id(value, field) for value in values]
+    return list(dict.fromkeys(ids))
+
+
+def member_dict(member: TeamMember, names: dict) -> dict:
+    return {"user_id": member.user_id, "name": names.get(member.user_id), "role": member.role,
+            "added_at": member.added_at}
+
+
+def team_dict(team: ProjectTeam, names: dict) -> dict:
+    """A team as the API shows it: the document plus its members' names."""
+    return {"id": team.id, "project_id": team.project_id, "lineage": team.lineage,
+            "version": team.version, "team_id": team.team_id,
+            "display_name_at_time": team.display_name_at_time,
+            "members": [member_dict(m, names) for m in team.members],
+            "member_count": len(team.members), "members_version": team.members_version,
+            "locked": team.locked, "locked_at": team.locked_at,
+            "locked_reason": team.locked_reason, "backfill_source": team.backfill_source,
+            "created_at": team.created_at, "updated_at": team.updated_at}
+
+
+class RosterService(SchoolService):
+    """Lookups the team roster managers share."""
+
+    def project(self, project_id) -> Project:
+        return self.get(Project, project_id, "project")
+
+    def body_project(self, project_id, field: str = "project_id") -> Project:
+        """A project named in a request body: unknown (or another school's) is a 422."""
+        project = Project.objects.for_school(self.school_id).filter(
+            id=field_object_id(project_id, field)).first()
+        if project is None:
+            raise ValidationFailed(f"{field} is not a project of this school.",
+                                   {field: ["Not a project of this school."]})
+        return project
+
+    def school_users(self, ids: list[ObjectId], field: str) -> dict[ObjectId, User]:
+        """The named users of this school in one query; 422 naming any that are not."""
+        found = {user.id: user for user in User.objects.for_school(self.school_id).filter(
+            id__in=ids, is_active=True).only("id", "name")}
+        missing = [str(i) for i in ids if i not in found]
+        if missing:
+            raise ValidationFailed(f"{field} names people who are not users of this school.",
+                                   {field: [f"Not a user of this school: {', '.join(missing)}."]})
+        return found
+
+    def names_of(self, user_ids) -> dict[ObjectId, str]:
+        ids = list(set(user_ids))
+        if not ids:
+            return {}
+        users = User.objects.for_school(self.school_id).filter(id__in=ids).only(
+            "id", "name").batch_size(10000)
+        return {user.id: user.name for user in users}
+
+    @property
+    def is_student(self) -> bool:
+        return self.actor.role == "student"
+
+    def visible_teams(self):
+        """Students see only the teams they are in; staff and admins see every team."""
+        teams = ProjectTeam.objects.for_school(self.school_id)
+        if self.is_student:
+            teams = teams.filter(member_ids=self.actor.user_id)
+        return teams
+
+    def team(self, team_id) -> ProjectTeam:
+        team = self.visible_teams().filter(id=object_id(team_id, "project team")).first()
+        if team is None:
+            raise NotFound(f"No project team with id {team_id!r}.")
+        return team
+
+    def exclusive(self, document):
+        """Hold the lease of `document` (waiting for a current holder) while writing it."""
+        return exclusive(self.school_id, f"{document._get_collection_name()}:{document.id}")
+
+
+class CourseGroups(RosterService):
+    """Mutable course groups: the source project teams copy their members from."""
+
+    def create(self, name: str, member_ids: list) -> CourseGroup:
+        self.require_role(STAFF_ROLES)
+        ids = unique_ids(member_ids, "member_ids")
+        self.school_users(ids, "member_ids")
+        group = CourseGroup(school_id=self.school_id, name=name, member_ids=ids).save()
+        self.audit("create", "course_group", group.id,
+                   after={"name": name, "member_ids": ids})
+        return group
+
+    def list(self, page: int = 1, page_size: int = 50) -> Page:
+        self.require_role(STAFF_ROLES)
+        groups = CourseGroup.objects.for_school(self.school_id).order_by("name", "id")
+        return paginate(groups, page, page_size)
+
+    def detail(self, group_id) -> CourseGroup:
+        self.require_role(STAFF_ROLES)
+        return self.get(CourseGroup, group_id, "group")
+
+    def replace_members(self, group_id, member_ids: list) -> CourseGroup:
+        self.require_role(STAFF_ROLES)
+        group = self.get(CourseGroup, group_id, "group")
+        ids = unique_ids(member_ids, "member_ids")
+        self.school_users(ids, "member_ids")
+        CourseGroup.objects.for_school(self.school_id).filter(id=group.id).update_one(
+            set__member_ids=ids, set__updated_at=utcnow())
+        self.audit("replace_members", "course_group", group.id,
+                   before={"member_ids": group.member_ids}, after={"member_ids": ids})
+        group.reload()
+        return group
+
+    def delete(self, group_id) -> None:
+        """Project teams made from the group keep their members and their `team_id`."""
+        self.require_role(STAFF_ROLES)
+        group = self.get(CourseGroup, group_id, "group")
+        CourseGroup.objects.for_school(self.school_id).filter(id=group.id).delete()
+        self.audit("delete", "course_group", group.id,
+                   before={"name": group.name, "member_ids": group.member_ids})
+
+
+class ProjectTeams(RosterService):
+    """Project teams: snapshots of a roster per project, locked once anything links to them."""
+
+    def create(self, project_id, team_id=None, team_name: str | None = None) -> dict:
+        self.require_role(STAFF_ROLES)
+        project = self.project(project_id)
+        if team_id is None and not team_name:
+            raise ValidationFailed("Give team_id (a course group) or team_name.",
+                                   {"team_id": ["Give team_id or team_name."],
+                                    "team_name": ["Give team_id or team_name."]})
+        group = self._source_group(team_id) if team_id is not None else None
+        now = utcnow()
+        members = [TeamMember(user_id=uid, added_at=now) for uid in (group.member_ids
+                                                                      if group else [])]
+        team_oid = ObjectId()
+        team = ProjectTeam(
+            id=team_oid, school_id=self.school_id, project_id=project.id,
+            lineage=str(team_oid), version=1, team_id=group.id if group else None,
+            display_name_at_time=team_name or group.name, members=members,
+            member_ids=[m.user_id for m in members]).save(force_insert=True)
+        self.audit("create", "project_team", team.id,
+                   after={"project_id": project.id, "team_id": team.team_id,
+                          "display_name_at_time": team.display_name_at_time,
+                          "member_ids": team.member_ids})
+        return self._present(team)
+
+    def _source_group(self, team_id) -> CourseGroup:
+        group = CourseGroup.objects.for_school(self.school_id).filter(
+            id=field_object_id(team_id, "team_id")).first()
+        if group is None:
+            raise ValidationFailed("team_id is not a group of this school.",
+                                   {"team_id": ["Not a group of this school."]})
+        return group
+
+    def list(self, project_id, page: int = 1, page_size: int = 50) -> Page:
+        """A project's teams with their members' names: one query for the names of every
+        member of the page, whatever the number of teams."""
+        project = self.project(project_id)
+        teams = self.visible_teams().filter(project_id=project.id).order_by(
+            "display_name_at_time", "lineage", "version").batch_size(10000)
+        found = paginate(teams, page, page_size)
+        names = self.names_of(uid for team in found.items for uid in team.member_ids)
+        found.items = [team_dict(team, names) for team in found.items]
+        return found
+
+    def detail(self, team_id) -> dict:
+        return self._present(self.team(team_id))
+
+    def members(self, team_id, page: int = 1, page_size: int = 50) -> Page:
+        team = self.team(team_id)
+        names = self.names_of(team.member_ids)
+        return paginate_list([member_dict(m, names) for m in team.members], page, page_size)
+
+    def add_members(self, team_id, members: list[dict]) -> dict:
+        self.require_role(STAFF_ROLES)
+        ids = unique_ids([m["user_id"] for m in members], "members")
+        if len(ids) != len(members):
+            raise ValidationFailed("members names someone twice.",
+                                   {"members": ["Each user_id only once."]})
+        self.school_users(ids, "members")
+        now = utcnow()
+        additions = [TeamMember(user_id=uid, role=m.get("role"), added_at=now)
+                     for uid, m in zip(ids, members, strict=True)]
+
+        def add(current: list[TeamMember]) -> list[TeamMember]:
+            already = {m.user_id for m in current} & set(ids)
+            if already:
+                raise Conflict("Some of these people are already in the team.",
+                               code="already_member",
+                               details={"user_ids": sorted(str(u) for u in already)})
+            return current + additions
+
+        team = self._change_roster(team_id, add)
+        self.audit("add_members", "project_team", team.id,
+                   after={"members": [{"user_id": a.user_id, "role": a.role}
+                                      for a in additions]})
+        return self._present(team)
+
+    def remove_member(self, team_id, user_id) -> None:
+        self.require_role(STAFF_ROLES)
+        uid = object_id(user_id, "member")
+
+        def remove(current: list[TeamMember]) -> list[TeamMember]:
+            if uid not in {m.user_id for m in current}:
+                raise NotFound(f"{user_id!r} is not a member of this team.")
+            return [m for m in current if m.user_id != uid]
+
+        team = self._change_roster(team_id, remove)
+        self.audit("remove_member", "project_team", team.id, before={"user_id": uid})
+
+    def _change_roster(self, team_id, change) -> ProjectTeam:
+        """Replace the members with `change(members)`, only while the team is unlocked and
+        its roster is the one we read."""
+        team = self.team(team_id)
+        with self.exclusive(team):
+            team.reload()
+            if team.locked:
+                raise self._locked(team)
+            members = change(list(team.members))
+            changed = ProjectTeam.objects.for_school(self.school_id).filter(
+                id=team.id, locked=False, members_version=team.members_version).update_one(
+                set__members=members, set__member_ids=[m.user_id for m in members],
+                inc__members_version=1, set__updated_at=utcnow())
+        if not changed:
+            raise Conflict("The team changed while you were changing it; try again.",
+                           code="roster_busy")
+        team.reload()
+        return team
+
+    def _locked(self, team: ProjectTeam) -> Conflict:
+        path = f"/api/v1/schools/{self.school_id}/project-teams/{team.id}/versions"
+        return Conflict(
+            f"Team '{team.display_name_at_time}' (version {team.version}) is locked: "
+            f"{team.locked_reason or 'a record links to it'}. Its members can no longer change; "
+            f"POST {path} to make a new version with the same members and change that one.",
+            code="team_locked",
+            details={"project_team_id": str(team.id), "version": team.version,
+                     "new_version_url": path})
+
+    def new_version(self, team_id) -> dict:
+        """Version max+1 of the team's lineage with this version's members, unlocked. The
+        unique (project, lineage, version) index turns a parallel twin into a retry."""
+        self.require_role(STAFF_ROLES)
+        source = self.team(team_id)
+        for _ in range(VERSION_ATTEMPTS):
+            latest = ProjectTeam.objects.for_school(self.school_id).filter(
+                project_id=source.project_id, lineage=source.lineage).order_by(
+                "-version").only("version").first()
+            try:
+                team = self._copy(source, source.project_id, source.lineage,
+                                  latest.version + 1).save(force_insert=True)
+                break
+            except NotUniqueError:
+                continue
+        else:
+            raise Conflict("Others are making versions of this team right now; try again.",
+                           code="version_busy")
+        self.audit("create_version", "project_team", team.id,
+                   before={"project_team_id": source.id, "version": source.version},
+                   after={"version": team.version, "member_ids": team.member_ids})
+        self._notify_members(team, "project_team_version",
+                             f"A new version ({team.version}) of team "
+                             f"'{team.display_name_at_time}' was made.")
+        return self._present(team)
+
+    def _copy(self, source: ProjectTeam, project_id, lineage: str, version: int) -> ProjectTeam:
+        now = utcnow()
+        members = [TeamMember(user_id=m.user_id, role=m.role, added_at=now)
+                   for m in source.members]
+        return ProjectTeam(
+            id=ObjectId(), school_id=self.school_id, project_id=project_id, lineage=lineage,
+            version=version, team_id=source.team_id,
+            display_name_at_time=source.display_name_at_time, members=members,
+            member_ids=[m.user_id for m in members], created_at=now, updated_at=now)
+
+    def clone(self, target_project_id, source_project_id) -> dict:
+        """Copy the latest version of every team of `source` into `target`, unlocked, in one
+        bulk insert. Each copy's lineage names its origin, so cloning the same teams into the
+        same project again (a retry, a double click) adds nothing twice."""
+        self.require_role(STAFF_ROLES)
+        target = self.project(target_project_id)
+        source = self.project(source_project_id)
+        if target.id == source.id:
+            raise ValidationFailed("A project cannot clone its own teams.",
+                                   {"source": ["Must differ from the target project."]})
+        copies = [self._copy(team, target.id, "clone:" + team.lineage.removeprefix("clone:"), 1)
+                  for team in self._latest_versions(source.id)]
+        inserted = self._insert_new(copies)
+        audit.record_many([audit.audit_event(
+            self.actor, self.school_id, "clone", "project_team", team.id,
+            after={"from_project_id": source.id, "project_id": target.id,
+                   "member_ids": team.member_ids}) for team in inserted])
+        return {"teams_cloned": len(inserted),
+                "members_cloned": sum(len(team.members) for team in inserted),
+                "project_team_ids": [team.id for team in inserted]}
+
+    def _latest_versions(self, project_id) -> list[ProjectTeam]:
+        teams = ProjectTeam.objects.for_school(self.school_id).filter(
+            project_id=project_id).order_by("lineage", "version").batch_size(10000)
+        latest = {team.lineage: team for team in teams}
+        return sorted(latest.values(), key=lambda t: (t.display_name_at_time, t.lineage))
+
+    def _insert_new(self, teams: list[ProjectTeam]) -> list[ProjectTeam]:
+        """Insert all, skipping those whose (project, lineage, version) exists already."""
+        if not teams:
+            return []
+        collection = ProjectTeam._get_collection()
+        try:
+            collection.insert_many([team.to_mongo() for team in teams], ordered=False)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if any(error.get("code") != DUPLICATE_KEY for error in errors):
+                raise
+            skipped = {error["index"] for error in errors}
+            return [team for i, team in enumerate(teams) if i not in skipped]
+        return teams
+
+    def _present(self, team: ProjectTeam) -> dict:
+        return team_dict(team, self.names_of(team.member_ids))
+
+    def _notify_members(self, team: ProjectTeam, kind: str, message: str) -> None:
+        notifications.notify_many([
+            Notification(user_id=uid, school_id=self.school_id, kind=kind, message=message,
+                         data={"project_team_id": str(team.id), "version": team.version})
+            for uid in team.member_ids])
+
+    def lock(self, team: ProjectTeam, reason: str) -> ProjectTeam:
+        """Lock the team for a record about to link to it and return the team as locked: its
+        roster is final from the moment this returns."""
+        now = utcnow()
+        with self.exclusive(team):
+            locked = ProjectTeam.objects.for_school(self.school_id).filter(
+                id=team.id, locked=False).modify(new=True, set__locked=True, set__locked_at=now,
+                                                 set__locked_reason=reason, set__updated_at=now)
+        if locked is None:
+            # Locked already (nothing ever unlocks a version), so this read is final too.
+            return ProjectTeam.objects.for_school(self.school_id).get(id=team.id)
+        self.audit("lock", "project_team", locked.id,
+                   after={"locked_reason": reason, "members_version": locked.members_version,
+                          "member_ids": locked.member_ids})
+        self._notify_members(locked, "project_team_locked",
+                             f"Team '{locked.display_name_at_time}' is now locked: {reason}.")
+        return locked
+
+
+class TeamLinkedRecords(RosterService):
+    """Evaluations, project assessments and note contexts: each links one team version of
+    its project, locks it, and records the roster it locked."""
+
+    model = None
+    what = ""
+    entity_type = ""
+
+    def create(self, project_id, project_team_id, title: str):
+        self.require_role(STAFF_ROLES)
+        project = self.body_project(project_id)
+        team = ProjectTeam.objects.for_school(self.school_id).filter(
+            id=field_object_id(project_team_id, "project_team_id")).first()
+        if team is None or team.project_id != project.id:
+            raise ValidationFailed("project_team_id is not a team of this project.",
+                                   {"project_team_id": ["Not a team of this project."]},
+                                   code="team_not_in_project")
+        record_id = ObjectId()
+        locked = ProjectTeams(self.ctx).lock(team, f"{self.what} {record_id} links to it")
+        record = self.model(
+            id=record_id, school_id=self.school_id, project_id=project.id,
+            project_team_id=locked.id, title=title, team_version=locked.version,
+            team_name=locked.display_name_at_time, members_version=locked.members_version,
+            member_ids=list(locked.member_ids)).save(force_insert=True)
+        self.audit("create", self.entity_type, record.id,
+                   after={"project_team_id": locked.id, "title": title,
+                          "members_version": locked.members_version})
+        return record
+
+    def visible(self):
+        """Students see the records whose locked roster includes them."""
+        records = self.model.objects.for_school(self.school_id)
+        if self.is_student:
+            records = records.filter(member_ids=self.actor.user_id)
+        return records
+
+    def list(self, project_id=None, project_team_id=None, status: str | None = None,
+             page: int = 1, page_size: int = 50) -> Page:
+        records = self.visible()
+        if project_id:
+            records = records.filter(project_id=object_id(project_id, "project"))
+        if project_team_id:
+            records = records.filter(project_team_id=object_id(project_team_id, "team"))
+        if status:
+            records = records.filter(status=status)
+        return paginate(records.order_by("-created_at", "-id"), page, page_size)
+
+    def detail(self, record_id):
+        record = self.visible().filter(id=object_id(record_id, self.what)).first()
+        if record is None:
+            raise NotFound(f"No {self.what} with id {record_id!r}.")
+        return record
+
+    def close(self, record_id):
+        """Idempotent: only the first close sets `closed_at`."""
+        self.require_role(STAFF_ROLES)
+        record = self.detail(record_id)
+        with self.exclusive(record):
+            closed = self.model.objects.for_school(self.school_id).filter(
+                id=record.id, status__ne="closed").update_one(set__status="closed",
+                                                              set__closed_at=utcnow())
+        if closed:
+            self.audit("close", self.entity_type, record.id,
+                       before={"status": record.status}, after={"status": "closed"})
+        record.reload()  # closed by us or by an earlier call: show when
+        return record
+
+
+class Evaluations(TeamLinkedRecords):
+    model = Evaluation
+    what = "evaluation"
+    entity_type = "evaluation"
+
+
+class ProjectAssessments(TeamLinkedRecords):
+    model = ProjectAssessment
+    what = "project assessment"
+    entity_type = "project_assessment"
+
+
+class NoteContexts(TeamLinkedRecords):
+    model = NoteContext
+    what = "note context"
+    entity_type = "note_context"
