@@ -62,7 +62,7 @@ class RoundTripCounter(monitoring.CommandListener):
 
 ROUND_TRIPS = RoundTripCounter()
 
-_MOCK_METHODS = ("find", "find_one", "insert_one", "insert_many", "update_one", "update_many",
+_MOCK_METHODS = ("find_one", "insert_one", "insert_many", "update_one", "update_many",
                  "replace_one", "delete_one", "delete_many", "find_one_and_update",
                  "find_one_and_replace", "find_one_and_delete", "aggregate", "count_documents",
                  "estimated_document_count", "bulk_write", "distinct")
@@ -94,6 +94,24 @@ def _count_mongomock_calls() -> None:
     for name in _MOCK_METHODS:
         setattr(collection, name, _counted(getattr(collection, name), name))
     collection._rota_counted = True
+    # Like PyMongo, a find costs a round trip when its cursor is first read, not when made.
+    cursor = mongomock.collection.Cursor
+    cursor.__next__ = cursor.next = _counted_first_read(cursor.__next__)
+    cursor.__getitem__ = _counted_first_read(cursor.__getitem__)
+
+
+def _counted_first_read(method):
+    @functools.wraps(method)
+    def wrapper(self, *args):
+        if not getattr(self, "_rota_read", False) and getattr(_mock_depth, "value", 0) == 0:
+            ROUND_TRIPS.count("find")
+        self._rota_read = True
+        _mock_depth.value = getattr(_mock_depth, "value", 0) + 1
+        try:
+            return method(self, *args)
+        finally:
+            _mock_depth.value -= 1
+    return wrapper
 
 
 def _counted(method, name):
