@@ -7,8 +7,14 @@ from functools import wraps
 
 from bson import ObjectId
 from flask import current_app, g, request
-from flask_jwt_extended import (JWTManager, create_access_token, create_refresh_token,
-                                get_jwt, get_jwt_identity, verify_jwt_in_request)
+from flask_jwt_extended import (
+    JWTManager,
+    create_access_token,
+    create_refresh_token,
+    get_jwt,
+    get_jwt_identity,
+    verify_jwt_in_request,
+)
 
 from api.errors import error_response
 from documents.accounts import User

@@ -1,0 +1,42 @@
+"""Demo data for the tracks module: a project with a sub-project, tracks, instructors with
+their links, balanced enrolments, one reassignment and course navigation."""
+
+from __future__ import annotations
+
+from service.context import SchoolContext
+from service.projects import Projects
+from service.tracks import Tracks
+
+COURSES = (
+    ("Python foundations", [("Welcome and setup", "content"), ("Variables and types", "content"),
+                            ("First script", "lab"), ("Basics check", "quiz")]),
+    ("Web services", [("HTTP in a nutshell", "content"), ("Build a JSON API", "lab"),
+                      ("API quiz", "quiz")]),
+)
+
+
+def seed(ctx: SchoolContext, people: dict) -> None:
+    projects, tracks = Projects(ctx), Tracks(ctx)
+    staff, students = people["staff"], people["students"]
+    program = projects.create("Enterprise Training", description="A year of applied software "
+                              "training.", auto_balance_students=True)
+    quarter = projects.create_sub_project(program.id, "Q1 Development",
+                                          description="First quarter: building applications.")
+    app_dev = tracks.create("Application Development", sub_project_id=quarter.id)
+    data = tracks.create("Data Analysis", project_id=program.id)
+    for index, teacher in enumerate(staff[:3]):
+        tracks.add_instructor(app_dev.id, teacher.id,
+                              zoom_link=f"https://zoom.us/j/10000{index}",
+                              slack_links=[f"https://demo.slack.com/archives/C0APP{index}"])
+    tracks.add_instructor(data.id, people["admin"].id,
+                          teams_link="https://teams.microsoft.com/l/meetup-join/demo-data")
+    tracks.add_instructor(data.id, staff[3].id, zoom_link="https://zoom.us/j/200001")
+    tracks.enrol(app_dev.id, [s.id for s in students[:15]])
+    tracks.enrol(data.id, [s.id for s in students[15:]])
+    tracks.reassign(app_dev.id, students[0].id, staff[2].id)
+    for title, modules in COURSES:
+        tracks.add_course(app_dev.id, title, [{"title": name, "kind": kind}
+                                              for name, kind in modules])
+    tracks.add_course(data.id, "Spreadsheets to pandas",
+                      [{"title": "Tabular data", "kind": "content"},
+                       {"title": "Clean a dataset", "kind": "lab"}])
