@@ -1,0 +1,208 @@
+"""Reading the timetable as a whole: the staff week grid, the conflicts report, and the CSV
+and iCalendar exports. Each is a constant number of round trips whatever the data size."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+
+from icalendar import Calendar, Event
+from mongoengine.queryset.visitor import Q
+
+from documents.accounts import User
+from documents.base import utcnow
+from documents.timetable import Assignment, Period, claim_keys
+from service.base import SchoolService
+from service.errors import Forbidden, NotFound
+from service.ids import object_id
+from service.timetable import DAY_NAMES, minutes_of, settings_for_reading
+
+OWN_STATUS = {"regular": "assigned", "self_allocated": "self_added",
+              "peer_swap": "altered_received", "admin_override": "overridden"}
+ICAL_DAYS = ("MO", "TU", "WE", "TH", "FR", "SA", "SU")
+CSV_COLUMNS = ("staff_id", "staff_name", "staff_email", "day_of_week", "day_name",
+               "period_number", "period_name", "start_time", "end_time", "class_id", "subject",
+               "room_number", "student_count", "assignment_type", "activity_name",
+               "assignment_id")
+BATCH = 10000  # one round trip for any realistic timetable
+
+
+class TimetableViews(SchoolService):
+    """The grid, the conflicts report and the exports."""
+
+    def _staff_member(self, staff_id) -> User:
+        """The staff member whose timetable is asked for: staff may only see their own."""
+        wanted = object_id(staff_id, "staff member")
+        if not self.actor.is_admin and wanted != self.actor.user_id:
+            raise Forbidden("Staff may only see their own timetable.", code="not_your_timetable")
+        staff = User.objects.for_school(self.school_id).filter(id=wanted, role="staff").first()
+        if staff is None:
+            raise NotFound(f"No staff member with id {staff_id!r}.")
+        return staff
+
+    def _active_periods(self, settings) -> list[Period]:
+        return sorted((p for p in settings.periods if p.is_active),
+                      key=lambda p: p.period_number)
+
+    # the week grid
+
+    def staff_grid(self, staff_id) -> dict:
+        """Every working day x every active period: three round trips (the staff member, the
+        settings with their periods, the assignments)."""
+        staff = self._staff_member(staff_id)
+        settings = settings_for_reading(self.school_id)
+        periods = self._active_periods(settings)
+        mine = Assignment.objects.for_school(self.school_id).filter(
+            Q(staff_id=staff.id) | Q(original_staff_id=staff.id, assignment_type="peer_swap")
+        ).batch_size(BATCH)
+        slots = self._slots_of(staff.id, mine)
+        days = [{"day_of_week": day,
+                 "slots": [self._slot(period, slots.get((day, period.id))) for period in periods]}
+                for day in settings.working_days]
+        return {"staff": staff, "periods": periods, "days": days}
+
+    @staticmethod
+    def _slots_of(staff_id, assignments) -> dict:
+        """(day, period_id) -> (status, assignment); an assignment held beats one given away."""
+        slots = {}
+        for assignment in assignments:
+            key = (assignment.day_of_week, assignment.period_id)
+            if assignment.staff_id == staff_id:
+                slots[key] = (OWN_STATUS[assignment.assignment_type], assignment)
+            else:
+                slots.setdefault(key, ("altered_sent", assignment))
+        return slots
+
+    @staticmethod
+    def _slot(period: Period, found) -> dict:
+        status, assignment = found or ("empty", None)
+        return {"period_id": period.id, "period_number": period.period_number,
+                "period_name": period.period_name, "start_time": period.start_time,
+                "end_time": period.end_time, "status": status, "assignment": assignment}
+
+    # conflicts
+
+    def conflicts(self) -> list[dict]:
+        """Double bookings of a staff member, a class or a room in one slot. The indexes and
+        claims prevent them; they come from times when overlapping was allowed, or from data
+        written around the service."""
+        settings = settings_for_reading(self.school_id)
+        periods = {p.id: p for p in self._active_periods(settings)}
+        by_key = defaultdict(list)
+        for assignment in Assignment.objects.for_school(self.school_id).filter(
+                period_id__in=list(periods)).only(
+                "id", "staff_id", "day_of_week", "period_id", "classes").batch_size(BATCH):
+            slot = (assignment.day_of_week, assignment.period_id)
+            by_key[(*slot, "staff", str(assignment.staff_id))].append(assignment)
+            for kind, key in claim_keys(assignment.classes):
+                by_key[(*slot, kind, key)].append(assignment)
+        return [self._conflict(key, found, periods) for key, found in sorted(
+            by_key.items(), key=lambda item: (item[0][0], periods[item[0][1]].period_number,
+                                              item[0][2], item[0][3]))
+                if len({a.id for a in found}) > 1]
+
+    @staticmethod
+    def _conflict(key, assignments, periods) -> dict:
+        day, period_id, kind, value = key
+        return {"kind": kind, "key": value, "day_of_week": day, "period_id": period_id,
+                "period_number": periods[period_id].period_number,
+                "assignment_ids": sorted({str(a.id) for a in assignments}),
+                "staff_ids": sorted({str(a.staff_id) for a in assignments})}
+
+    # CSV
+
+    def export_csv(self, staff_id=None) -> str:
+        """One row per class (an assignment without classes gives one row), ordered by staff
+        name, day and period number."""
+        if staff_id is None:
+            if not self.actor.is_admin:
+                raise Forbidden("Staff may only export their own timetable.",
+                                code="not_your_timetable")
+            assignments = Assignment.objects.for_school(self.school_id)
+        else:
+            staff = self._staff_member(staff_id)
+            assignments = Assignment.objects.for_school(self.school_id).filter(staff_id=staff.id)
+        periods = {p.id: p for p in self._active_periods(settings_for_reading(self.school_id))}
+        assignments = [a for a in assignments.batch_size(BATCH) if a.period_id in periods]
+        people = {u.id: u for u in User.objects.for_school(self.school_id).filter(
+            id__in=list({a.staff_id for a in assignments})).only("id", "name", "email")}
+        assignments.sort(key=lambda a: (people[a.staff_id].name if a.staff_id in people else "",
+                                        str(a.staff_id), a.day_of_week,
+                                        periods[a.period_id].period_number))
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\r\n")
+        writer.writeheader()
+        for assignment in assignments:
+            for row in self._csv_rows(assignment, periods[assignment.period_id],
+                                      people.get(assignment.staff_id)):
+                writer.writerow(row)
+        return out.getvalue()
+
+    @staticmethod
+    def _csv_rows(assignment: Assignment, period: Period, staff: User | None):
+        common = {"staff_id": str(assignment.staff_id),
+                  "staff_name": staff.name if staff else "",
+                  "staff_email": staff.email if staff else "",
+                  "day_of_week": assignment.day_of_week,
+                  "day_name": DAY_NAMES[assignment.day_of_week],
+                  "period_number": period.period_number, "period_name": period.period_name,
+                  "start_time": period.start_time, "end_time": period.end_time,
+                  "assignment_type": assignment.assignment_type,
+                  "activity_name": assignment.activity_name or "",
+                  "assignment_id": str(assignment.id)}
+        for entry in assignment.classes or [None]:
+            yield {**common,
+                   "class_id": entry.class_id if entry else "",
+                   "subject": entry.subject if entry else "",
+                   "room_number": (entry.room_number or "") if entry else "",
+                   "student_count": "" if entry is None or entry.student_count is None
+                   else entry.student_count}
+
+    # iCalendar
+
+    def export_ics(self, staff_id) -> bytes:
+        """RFC 5545: one weekly recurring event per assignment of an active period, at the
+        period's local (floating) time, from the first such weekday on or after the day the
+        assignment was created."""
+        staff = self._staff_member(staff_id)
+        periods = {p.id: p for p in self._active_periods(settings_for_reading(self.school_id))}
+        calendar = Calendar()
+        calendar.add("prodid", "-//Rota//Timetable//EN")
+        calendar.add("version", "2.0")
+        calendar.add("calscale", "GREGORIAN")
+        calendar.add("x-wr-calname", f"Timetable of {staff.name}")
+        stamp = utcnow()
+        for assignment in Assignment.objects.for_school(self.school_id).filter(
+                staff_id=staff.id).batch_size(BATCH):
+            period = periods.get(assignment.period_id)
+            if period is not None:
+                calendar.add_component(self._event(assignment, period, stamp))
+        return calendar.to_ical()
+
+    @staticmethod
+    def _event(assignment: Assignment, period: Period, stamp: datetime) -> Event:
+        created = assignment.created_at.date()
+        first_day = created + timedelta(days=(assignment.day_of_week - created.weekday()) % 7)
+        start = datetime.combine(first_day, datetime.min.time()) + timedelta(
+            minutes=minutes_of(period.start_time))
+        event = Event()
+        event.add("uid", f"{assignment.id}@rota")
+        event.add("dtstamp", stamp.replace(tzinfo=UTC))
+        event.add("dtstart", start)
+        event.add("dtend", start + timedelta(minutes=period.duration_minutes))
+        event.add("rrule", {"freq": "weekly", "byday": [ICAL_DAYS[assignment.day_of_week]]})
+        classes = [f"{c.subject} ({c.class_id})" for c in assignment.classes]
+        event.add("summary", assignment.activity_name or ", ".join(classes)
+                  or period.period_name)
+        rooms = sorted({c.room_number for c in assignment.classes if c.room_number})
+        if rooms:
+            event.add("location", ", ".join(rooms))
+        lines = [f"{period.period_name}: {period.start_time}-{period.end_time}"]
+        lines += [f"{c.class_id}: {c.subject}" + (f", room {c.room_number}" if c.room_number
+                                                   else "") for c in assignment.classes]
+        if assignment.description:
+            lines.append(assignment.description)
+        event.add("description", "\n".join(lines))
+        return event
