@@ -1,0 +1,151 @@
+"""The import throughput benchmark: `python -m scripts.bench_import` (or `make bench-import`).
+
+Generates ROWS assignment rows (one class each) for a school with enough staff and periods,
+starts a throwaway embedded FerretDB, imports the rows through `run_import` (the code path of
+`rota import`), then inserts the same assignment documents with raw PyMongo `insert_many` into
+a fresh database whose collection has the same indexes, and prints both times and the ratio.
+Target: ratio <= 2.0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pymongo
+from bson import ObjectId
+
+from documents import all_documents
+from documents.accounts import Company, ModuleSwitches, School, User
+from documents.audit import AuditEvent
+from documents.connection import connect, disconnect, ensure_indexes
+from documents.timetable import Assignment, SlotClaim
+from scripts import ferretdb
+from scripts.importer import run_import
+from service.context import SYSTEM
+from service.tenancy import school_context
+from service.timetable import TimetableSetup
+
+ROWS = 20_000
+PERIODS = 8
+DAYS = (0, 1, 2, 3, 4)
+TARGET_RATIO = 2.0
+SCHOOL_CODE = "BENCH"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=ROWS)
+    parser.add_argument("--batch-size", type=int, default=1000)
+    args = parser.parse_args()
+    data_dir = Path(tempfile.mkdtemp(prefix="rota-bench-import-"))
+    try:
+        server = ferretdb.start(data_dir / "db")
+    except ferretdb.FerretDBUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return run(server.uri, data_dir, args.rows, args.batch_size)
+    finally:
+        server.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def run(server_uri: str, data_dir: Path, rows: int, batch_size: int) -> int:
+    connect(server_uri + "rota_bench")
+    ensure_indexes(all_documents())
+    rows_file = data_dir / "assignments.csv"
+    staff_count = write_rows(rows_file, rows, *create_school())
+    print(f"{rows:,} assignment rows for {staff_count} staff x {len(DAYS)} days x {PERIODS} "
+          f"periods; batches of {batch_size}")
+    started = time.perf_counter()
+    code = run_import("assignments", rows_file, SCHOOL_CODE, batch_size=batch_size,
+                      report_path=data_dir / "report.csv", out=io.StringIO())
+    import_seconds = time.perf_counter() - started
+    documents = list(Assignment._get_collection().find())
+    written = {document.__name__: document.objects.count()
+               for document in (Assignment, SlotClaim, AuditEvent)}
+    disconnect()
+    if code != 0 or len(documents) != rows:
+        print(f"error: the import answered {code} and stored {len(documents)} assignments; "
+              f"see {data_dir / 'report.csv'}", file=sys.stderr)
+        return 1
+    raw_seconds = raw_insert(server_uri, documents)
+    print_table(rows, import_seconds, raw_seconds, written)
+    return 0
+
+
+def create_school() -> tuple[ObjectId, ObjectId]:
+    """A school with the timetable on and PERIODS periods: (school id, company id)."""
+    company = Company(name="Bench Company").save()
+    school = School(company_id=company.id, name="Bench School", code=SCHOOL_CODE,
+                    modules=ModuleSwitches(timetable=True)).save()
+    setup = TimetableSetup(school_context(SYSTEM, school.id))
+    for number in range(1, PERIODS + 1):
+        start = 8 * 60 + (number - 1) * 50
+        setup.create_period(number, f"Period {number}", f"{start // 60:02d}:{start % 60:02d}",
+                            f"{(start + 45) // 60:02d}:{(start + 45) % 60:02d}")
+    return school.id, company.id
+
+
+def write_rows(path: Path, rows: int, school_id: ObjectId, company_id: ObjectId) -> int:
+    """The staff (inserted in bulk) and the rows: one class and room per slot, each staff
+    member filling every slot of the week. Returns the number of staff."""
+    slots_per_staff = len(DAYS) * PERIODS
+    staff_count = -(-rows // slots_per_staff)
+    User.objects.insert([User(email=f"teacher{n}@bench.test", name=f"Teacher {n}", role="staff",
+                              company_id=company_id, school_id=school_id,
+                              external_id=f"T{n:05d}") for n in range(staff_count)],
+                        load_bulk=False)
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(("staff", "day_of_week", "period_number", "class_id", "subject",
+                         "room_number", "student_count"))
+        for n in range(rows):
+            teacher, slot = divmod(n, slots_per_staff)
+            day, period = DAYS[slot // PERIODS], slot % PERIODS + 1
+            writer.writerow((f"T{teacher:05d}", day, period, f"C{teacher:05d}",
+                             "Mathematics", f"R{teacher:05d}", 25))
+    return staff_count
+
+
+def raw_insert(server_uri: str, documents: list[dict]) -> float:
+    """The same documents into a fresh database with the same indexes, batches as PyMongo
+    cuts them; the time of the inserts only."""
+    client = pymongo.MongoClient(server_uri)
+    try:
+        collection = client["rota_bench_raw"][Assignment._get_collection_name()]
+        for spec in Assignment._meta["indexes"]:
+            fields = spec["fields"] if isinstance(spec, dict) else spec
+            collection.create_index([(f, 1) for f in fields],
+                                    unique=isinstance(spec, dict) and spec.get("unique", False))
+        started = time.perf_counter()
+        collection.insert_many(documents, ordered=False)
+        return time.perf_counter() - started
+    finally:
+        client.close()
+
+
+def print_table(rows: int, import_seconds: float, raw_seconds: float,
+                written: dict[str, int]) -> None:
+    ratio = import_seconds / raw_seconds
+    verdict = "OK" if ratio <= TARGET_RATIO else f"MISSED by {ratio - TARGET_RATIO:.2f}"
+    print()
+    print(f"{'':<34}{'seconds':>10}{'rows/s':>12}")
+    print(f"{'rota import (claims, audit)':<34}{import_seconds:>10.2f}"
+          f"{rows / import_seconds:>12,.0f}")
+    print(f"{'raw insert_many (same documents)':<34}{raw_seconds:>10.2f}"
+          f"{rows / raw_seconds:>12,.0f}")
+    print(f"{'ratio (target <= 2.0)':<34}{ratio:>10.2f}  {verdict}")
+    print(f"\nThe import wrote {', '.join(f'{n:,} {name}' for name, n in written.items())} "
+          f"documents;\nthe raw insert {rows:,} Assignment documents.")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
