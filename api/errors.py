@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 
 from flask import jsonify, request
+from mongoengine.errors import OperationError
 from mongoengine.errors import ValidationError as DocumentValidationError
-from pymongo.errors import ConnectionFailure
+from pymongo.errors import ConnectionFailure, DuplicateKeyError, OperationFailure
 from werkzeug.exceptions import HTTPException
 
 from service import errors
@@ -79,6 +80,21 @@ def handle_database_down(exc: ConnectionFailure):
     return error_response(503, "database_unavailable", DATABASE_DOWN)
 
 
+def is_duplicate_key(exc: Exception) -> bool:
+    """MongoDB says E11000; FerretDB's SQLite handler says so only on inserts and reports a
+    unique violation by an update as a plain failure naming the SQLite constraint."""
+    text = str(exc)
+    return isinstance(exc, DuplicateKeyError) or "E11000" in text \
+        or "UNIQUE constraint failed" in text
+
+
+def handle_write_failure(exc: Exception):
+    """A unique index refused a write no manager anticipated: a conflict, not a crash."""
+    if is_duplicate_key(exc):
+        return error_response(409, "duplicate", "That already exists.")
+    return handle_unexpected(exc)
+
+
 def handle_document_validation(exc: DocumentValidationError):
     return error_response(422, "validation_error", "The request has invalid fields.",
                           {name: [str(err)] for name, err in (exc.errors or {}).items()})
@@ -105,4 +121,6 @@ def register(app) -> None:
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(ConnectionFailure, handle_database_down)
     app.register_error_handler(DocumentValidationError, handle_document_validation)
+    app.register_error_handler(OperationError, handle_write_failure)
+    app.register_error_handler(OperationFailure, handle_write_failure)
     app.register_error_handler(Exception, handle_unexpected)

@@ -42,35 +42,47 @@ def class_and_room_double_bookings(db: Database) -> list[str]:
 
 
 def groups_over_capacity(db: Database) -> list[str]:
-    members: Counter = Counter()
-    for student in db.weekly_program_students.find({}, {"weeks": 1}):
-        for week, placement in (student.get("weeks") or {}).items():
-            members[(placement["group_id"], int(week.lstrip("w")))] += 1
-    problems = []
-    for group_week in db.weekly_group_weeks.find({}, {"group_id": 1, "week_number": 1,
-                                                      "max_size": 1, "members_count": 1}):
-        actual = members[(group_week["group_id"], group_week["week_number"])]
-        if actual > group_week["max_size"]:
-            problems.append(f"group {group_week['group_id']} week {group_week['week_number']} "
-                            f"has {actual} members, max {group_week['max_size']}")
-        if group_week.get("members_count", 0) > group_week["max_size"]:
-            problems.append(f"group {group_week['group_id']} week {group_week['week_number']} "
-                            f"counts {group_week['members_count']} seats, max "
-                            f"{group_week['max_size']}")
-    return problems
+    entries = list(db.weekly_week_entries.find({}, {"kind": 1, "group_id": 1, "week_number": 1,
+                                                    "max_size": 1}))
+    members = Counter((e["group_id"], e["week_number"]) for e in entries if e["kind"] == "member")
+    seats = {(e["group_id"], e["week_number"]): e["max_size"] for e in entries
+             if e["kind"] == "group" and e.get("max_size")}
+    return [f"group {group} week {week} has {members[(group, week)]} members, max {size}"
+            for (group, week), size in seats.items() if members[(group, week)] > size]
+
+
+def students_in_two_groups(db: Database) -> list[str]:
+    placed = Counter((e["program_id"], e["week_number"], e["student_id"])
+                     for e in db.weekly_week_entries.find({"kind": "member"},
+                                                          {"program_id": 1, "week_number": 1,
+                                                           "student_id": 1}))
+    return [f"student {key[2]} is in {n} groups in week {key[1]}"
+            for key, n in placed.items() if n > 1]
 
 
 def accepted_swaps_not_executed_once(db: Database) -> list[str]:
-    accepted = list(db.timetable_alteration_requests.find({"status": "accepted"}))
-    moved = Counter(a.get("swap_request_id") for a in db.timetable_assignments.find(
-        {"swap_request_id": {"$in": [r["_id"] for r in accepted]}}, {"swap_request_id": 1}))
-    problems = [f"accepted request {r['_id']} moved {moved[r['_id']]} assignments"
-                for r in accepted if moved[r["_id"]] > 1]
+    """An accepted request was accepted exactly once (one `accept` in the trail), and its
+    assignment went to the acceptor unless a later request or override moved it on."""
+    accepted = {r["_id"]: r for r in db.timetable_alteration_requests.find(
+        {"status": "accepted"})}
+    accepts = Counter(e["entity_id"] for e in db.audit_events.find(
+        {"entity_type": "timetable_alteration", "action": {"$in": ["accept", "repair"]}},
+        {"entity_id": 1}))
+    problems = [f"request {rid} accepted {accepts[str(rid)]} times"
+                for rid in accepted if accepts[str(rid)] != 1]
+    assignments = {a["_id"]: a for a in db.timetable_assignments.find(
+        {"_id": {"$in": [r["assignment_id"] for r in accepted.values()]}},
+        {"staff_id": 1, "swap_request_id": 1})}
+    for rid, request in accepted.items():
+        assignment = assignments.get(request["assignment_id"])
+        if assignment and assignment.get("swap_request_id") == rid \
+                and assignment["staff_id"] != request.get("accepted_by"):
+            problems.append(f"request {rid} accepted but its period is not the acceptor's")
     return problems
 
 
 CHECKS = (staff_double_bookings, class_and_room_double_bookings, groups_over_capacity,
-          accepted_swaps_not_executed_once)
+          students_in_two_groups, accepted_swaps_not_executed_once)
 
 
 def check_all(db: Database) -> dict[str, list[str]]:

@@ -59,6 +59,23 @@ def test_unexpected_errors_are_500_json_without_a_trace(app, client, world, monk
     assert "Traceback" not in response.get_data(as_text=True)
 
 
+@pytest.mark.parametrize("failure", [
+    "E11000 duplicate key error collection: rota.x index: y",
+    "UNIQUE constraint failed: x.y",  # FerretDB's SQLite handler on an update
+])
+def test_unanticipated_unique_violations_are_409_not_500(client, world, monkeypatch, failure):
+    from mongoengine.errors import OperationError
+
+    from service import schools
+
+    def collide(self, *args, **kwargs):
+        raise OperationError(failure)
+
+    monkeypatch.setattr(schools.SchoolUsers, "departments", collide)
+    response = client.get(world.url("/departments"), headers=world.headers("admin"))
+    assert_error(response, 409, "duplicate")
+
+
 def test_every_mutation_is_audited(client, world):
     admin = world.headers("company_admin")
     school = client.post("/api/v1/schools", json={"name": "Audited", "code": "AUD-1"},
