@@ -44,41 +44,49 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=ROWS)
     parser.add_argument("--batch-size", type=int, default=1000)
     args = parser.parse_args()
-    data_dir = Path(tempfile.mkdtemp(prefix="rota-bench-import-"))
     try:
-        server = ferretdb.start(data_dir / "db")
-    except ferretdb.FerretDBUnavailable as exc:
+        figures = measure(args.rows, args.batch_size, log=print)
+    except (ferretdb.FerretDBUnavailable, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    print_table(figures)
+    return 0
+
+
+def measure(rows: int = ROWS, batch_size: int = 1000, log=print) -> dict:
+    """Import `rows` rows on a throwaway FerretDB, then raw-insert the same documents."""
+    data_dir = Path(tempfile.mkdtemp(prefix="rota-bench-import-"))
+    server = ferretdb.start(data_dir / "db")
     try:
-        return run(server.uri, data_dir, args.rows, args.batch_size)
+        return run(server.uri, data_dir, rows, batch_size, log)
     finally:
         server.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
-def run(server_uri: str, data_dir: Path, rows: int, batch_size: int) -> int:
+def run(server_uri: str, data_dir: Path, rows: int, batch_size: int, log) -> dict:
     connect(server_uri + "rota_bench")
     ensure_indexes(all_documents())
     rows_file = data_dir / "assignments.csv"
     staff_count = write_rows(rows_file, rows, *create_school())
-    print(f"{rows:,} assignment rows for {staff_count} staff x {len(DAYS)} days x {PERIODS} "
-          f"periods; batches of {batch_size}")
+    log(f"{rows:,} assignment rows for {staff_count} staff x {len(DAYS)} days x {PERIODS} "
+        f"periods; batches of {batch_size}")
     started = time.perf_counter()
     code = run_import("assignments", rows_file, SCHOOL_CODE, batch_size=batch_size,
                       report_path=data_dir / "report.csv", out=io.StringIO())
     import_seconds = time.perf_counter() - started
-    documents = list(Assignment._get_collection().find())
-    written = {document.__name__: document.objects.count()
+    written = {document: list(document._get_collection().find())
                for document in (Assignment, SlotClaim, AuditEvent)}
     disconnect()
-    if code != 0 or len(documents) != rows:
-        print(f"error: the import answered {code} and stored {len(documents)} assignments; "
-              f"see {data_dir / 'report.csv'}", file=sys.stderr)
-        return 1
-    raw_seconds = raw_insert(server_uri, documents)
-    print_table(rows, import_seconds, raw_seconds, written)
-    return 0
+    if code != 0 or len(written[Assignment]) != rows:
+        raise RuntimeError(f"the import answered {code} and stored {len(written[Assignment])} "
+                           f"assignments; see {data_dir / 'report.csv'}")
+    raw_seconds = raw_insert(server_uri, "rota_bench_raw", {Assignment: written[Assignment]})
+    raw_all_seconds = raw_insert(server_uri, "rota_bench_raw_all", written)
+    return {"rows": rows, "import_seconds": import_seconds, "raw_seconds": raw_seconds,
+            "ratio": import_seconds / raw_seconds, "raw_all_seconds": raw_all_seconds,
+            "ratio_all": import_seconds / raw_all_seconds,
+            "written": {document.__name__: len(docs) for document, docs in written.items()}}
 
 
 def create_school() -> tuple[ObjectId, ObjectId]:
@@ -115,36 +123,46 @@ def write_rows(path: Path, rows: int, school_id: ObjectId, company_id: ObjectId)
     return staff_count
 
 
-def raw_insert(server_uri: str, documents: list[dict]) -> float:
+def raw_insert(server_uri: str, database: str, documents: dict) -> float:
     """The same documents into a fresh database with the same indexes, batches as PyMongo
     cuts them; the time of the inserts only."""
     client = pymongo.MongoClient(server_uri)
     try:
-        collection = client["rota_bench_raw"][Assignment._get_collection_name()]
-        for spec in Assignment._meta["indexes"]:
-            fields = spec["fields"] if isinstance(spec, dict) else spec
-            collection.create_index([(f, 1) for f in fields],
-                                    unique=isinstance(spec, dict) and spec.get("unique", False))
+        collections = {}
+        for document in documents:
+            collection = client[database][document._get_collection_name()]
+            for spec in document._meta["indexes"]:
+                fields = spec["fields"] if isinstance(spec, dict) else spec
+                collection.create_index(
+                    [(f.lstrip("-"), -1 if f.startswith("-") else 1) for f in fields],
+                    unique=isinstance(spec, dict) and spec.get("unique", False))
+            collections[document] = collection
         started = time.perf_counter()
-        collection.insert_many(documents, ordered=False)
+        for document, docs in documents.items():
+            collections[document].insert_many(docs, ordered=False)
         return time.perf_counter() - started
     finally:
         client.close()
 
 
-def print_table(rows: int, import_seconds: float, raw_seconds: float,
-                written: dict[str, int]) -> None:
-    ratio = import_seconds / raw_seconds
+def print_table(figures: dict) -> None:
+    rows, import_seconds = figures["rows"], figures["import_seconds"]
+    ratio = figures["ratio"]
     verdict = "OK" if ratio <= TARGET_RATIO else f"MISSED by {ratio - TARGET_RATIO:.2f}"
+    written = figures["written"]
     print()
-    print(f"{'':<34}{'seconds':>10}{'rows/s':>12}")
-    print(f"{'rota import (claims, audit)':<34}{import_seconds:>10.2f}"
+    print(f"{'':<44}{'seconds':>10}{'rows/s':>12}")
+    print(f"{'rota import (claims, audit)':<44}{import_seconds:>10.2f}"
           f"{rows / import_seconds:>12,.0f}")
-    print(f"{'raw insert_many (same documents)':<34}{raw_seconds:>10.2f}"
-          f"{rows / raw_seconds:>12,.0f}")
-    print(f"{'ratio (target <= 2.0)':<34}{ratio:>10.2f}  {verdict}")
+    print(f"{'raw insert_many of the assignments':<44}{figures['raw_seconds']:>10.2f}"
+          f"{rows / figures['raw_seconds']:>12,.0f}")
+    print(f"{'raw insert_many of all it wrote':<44}{figures['raw_all_seconds']:>10.2f}"
+          f"{rows / figures['raw_all_seconds']:>12,.0f}")
+    print(f"{'ratio to the assignments (target <= 2.0)':<44}{ratio:>10.2f}  {verdict}")
+    print(f"{'ratio to all it wrote':<44}{figures['ratio_all']:>10.2f}")
     print(f"\nThe import wrote {', '.join(f'{n:,} {name}' for name, n in written.items())} "
-          f"documents;\nthe raw insert {rows:,} Assignment documents.")
+          f"documents: every row is an assignment, its class and room claims (the\n"
+          f"double-booking guard) and its audit event.")
 
 
 if __name__ == "__main__":

@@ -49,7 +49,8 @@ def ensure_binary(log=print) -> Path:
             "Go is not installed, so the embedded FerretDB cannot be built "
             "(install Go >= 1.22, or set MONGODB_URI to a MongoDB server)"
         )
-    log(f"Building FerretDB {FERRETDB_VERSION} into {binary} (once per machine, about 2 minutes)...")
+    log(f"Building FerretDB {FERRETDB_VERSION} into {binary} "
+        "(once per machine, about 2 minutes)...")
     binary.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="rota-ferretdb-") as tmp:
         source = _download_module(go, Path(tmp))
@@ -128,7 +129,8 @@ def start(data_dir: Path, port: int | None = None, log=print, quiet: bool = True
         "--log-level=warn" if quiet else "--log-level=info",
     ]
     logfile = open(data_dir / "ferretdb.log", "ab")
-    process = subprocess.Popen(cmd, stdout=logfile, stderr=subprocess.STDOUT, start_new_session=True)
+    process = subprocess.Popen(cmd, stdout=logfile, stderr=subprocess.STDOUT,
+                               start_new_session=True)
     server = EmbeddedServer(process, port, data_dir)
     try:
         wait_until_answering(server)

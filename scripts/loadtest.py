@@ -324,21 +324,31 @@ def main(argv=None) -> int:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--fault", choices=["db-stop", "kill-worker"])
     args = parser.parse_args(argv)
+    figures = measure(args.seconds, args.users, args.workers, args.fault)
+    return 0 if figures["invariants_ok"] else 1
 
-    with Environment(workers=args.workers, log=print) as env:
+
+def measure(seconds: float, users: int = 16, workers: int = 4, fault: str | None = None,
+            log=print) -> dict:
+    """Run the load (and the fault, if any); print and return the figures and the verdict."""
+    with Environment(workers=workers, log=log) as env:
         scenario = env.scenario(STAFF, Scenario)
-        print("arranging the school...")
-        scenario.arrange(print)
+        log("arranging the school...")
+        scenario.arrange(log)
         stats = Stats()
         since = env.now()
         workers_before = worker_pids(env.live.process.pid)
-        if args.fault:
-            inject_fault(args.fault, args.seconds / 3, env, print)
-        print(f"load: {args.users} users for {args.seconds:.0f}s...")
-        run_load(scenario, args.seconds, args.users, stats)
-        print_stats(stats, args.seconds)
-        ok = env.check(stats, since, workers_before, args.fault)
-    return 0 if ok else 1
+        if fault:
+            inject_fault(fault, seconds / 3, env, log)
+        log(f"load: {users} users for {seconds:.0f}s...")
+        run_load(scenario, seconds, users, stats)
+        print_stats(stats, seconds)
+        ok = env.check(stats, since, workers_before, fault)
+    ordered = sorted(stats.latencies) or [0.0]
+    return {"requests": stats.total, "seconds": seconds, "throughput": stats.total / seconds,
+            "p50_ms": statistics.median(ordered) * 1000,
+            "p95_ms": ordered[max(0, int(len(ordered) * 0.95) - 1)] * 1000,
+            "invariants_ok": ok}
 
 
 if __name__ == "__main__":
