@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
-from mongoengine import (BooleanField, DateTimeField, Document, EmbeddedDocument,
-                         EmbeddedDocumentField, IntField, ObjectIdField, StringField)
+from mongoengine import (
+    BooleanField,
+    DateTimeField,
+    Document,
+    EmbeddedDocument,
+    EmbeddedDocumentField,
+    IntField,
+    ObjectIdField,
+    StringField,
+)
 
 from documents.base import SchoolQuerySet, utcnow
 
