@@ -250,6 +250,7 @@ class Environment:
 
         self.db = pymongo.MongoClient(self.uri)[database_name(self.uri)]
         self.live = start_live_server(self.uri, self.secret, self.work, workers=self.workers)
+        connect(self.uri)  # the server start-up used and closed this process's connection
         self.log(f"service on {self.live.base_url} ({self.workers} workers), "
                  f"FerretDB on port {self.database.port}")
         return self
