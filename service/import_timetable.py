@@ -37,6 +37,7 @@ from documents.base import utcnow
 from documents.timetable import (
     CLAIM_GRACE_SECONDS,
     Assignment,
+    RevisionLock,
     SlotClaim,
     TimetableSettings,
     claim_key,
@@ -321,6 +322,33 @@ class TimetableSnapshot:
         self._record_audit([p for p in plans if p.written])
 
     def _write_assignments(self, plans: list[SlotPlan]) -> None:
+        if not plans:
+            return
+        locks = self._lock_updates([p for p in plans if p.status == UPDATED])
+        plans = [p for p in plans if p.live]
+        try:
+            self._bulk_write(plans)
+        finally:
+            RevisionLock._get_collection().delete_many({"_id": {"$in": locks}})
+
+    def _lock_updates(self, updates: list[SlotPlan]) -> list[ObjectId]:
+        """Take the revision lock of every assignment the batch updates, as the API does
+        (see documents/timetable.py); an update whose lock is held elsewhere is rejected."""
+        locks = [{"_id": ObjectId(), "school_id": self.ctx.school_id,
+                  "target_id": plan.document["_id"], "version": plan.stored.get("version", 0) + 1,
+                  "created_at": utcnow()} for plan in updates]
+        if not locks:
+            return []
+        try:
+            RevisionLock._get_collection().insert_many(locks, ordered=False)
+            refused = set()
+        except BulkWriteError as exc:
+            refused = {error["index"] for error in exc.details.get("writeErrors", [])}
+        for index in refused:
+            updates[index].reject("the assignment is being changed right now; re-run the import")
+        return [lock["_id"] for index, lock in enumerate(locks) if index not in refused]
+
+    def _bulk_write(self, plans: list[SlotPlan]) -> None:
         if not plans:
             return
         try:

@@ -119,6 +119,28 @@ def test_changed_classes_update_the_assignment_and_move_its_claims(world, timeta
     assert [c["class_id"] for c in event.after["classes"]] == ["7A", "9C"]
 
 
+def test_an_update_waits_for_no_one_but_never_overwrites_a_write_in_progress(
+        world, timetable, tmp_path):
+    """An API request holding the assignment's revision lock wins; the import row is rejected
+    with its reason and the assignment is untouched, and a re-run afterwards applies it."""
+    from documents.timetable import RevisionLock
+
+    assert import_file(world, tmp_path, [row("T0", 1, 2, "7A")]).code == 0
+    (assignment,) = stored(world)
+    held = RevisionLock(school_id=world.school.id, target_id=assignment.id,
+                        version=assignment.version + 1).save()
+    outcome = import_file(world, tmp_path, [row("T0", 1, 2, "8B")], name="b.csv")
+    assert outcome.code == 1
+    assert "being changed right now" in outcome.reasons()[2]
+    assert [c.class_id for c in stored(world)[0].classes] == ["7A"]
+    assert {key for _, _, _, key, _ in claims(world)} == {"7a"}
+    assert RevisionLock.objects(id__ne=held.id).count() == 0
+    held.delete()
+    assert import_file(world, tmp_path, [row("T0", 1, 2, "8B")], name="c.csv").code == 0
+    assert [c.class_id for c in stored(world)[0].classes] == ["8B"]
+    assert RevisionLock.objects.count() == 0
+
+
 def test_each_rejection_has_its_line_and_reason(world, timetable, tmp_path):
     student = world.student
     timetable.assignments.create(timetable.staff[5].id, timetable.periods[1].id, 0,
