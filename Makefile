@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test test-fast test-ferretdb ferretdb lint fuzz loadtest bench bench-import bench-tracks clean help
+.PHONY: run test test-fast test-ferretdb ferretdb lint fuzz loadtest faults bench bench-import bench-tracks clean help
 
 help:
 	@echo "make run        serve the API on http://127.0.0.1:8000 (embedded FerretDB under var/)"
@@ -13,6 +13,7 @@ help:
 	@echo "make lint       ruff"
 	@echo "make fuzz       a longer schemathesis run against the live service"
 	@echo "make loadtest   60 s of mixed load on 4 workers, then the invariant checker"
+	@echo "make faults     the load test twice: database stopped mid-run, a worker killed"
 	@echo "make bench      the performance report (round trips, import ratio, throughput)"
 
 $(STAMP): setup.cfg pyproject.toml
@@ -44,6 +45,10 @@ fuzz: $(STAMP) ferretdb
 
 loadtest: $(STAMP) ferretdb
 	$(PY) -m scripts.loadtest --seconds 60
+
+faults: $(STAMP) ferretdb
+	$(PY) -m scripts.loadtest --seconds 30 --fault db-stop
+	$(PY) -m scripts.loadtest --seconds 30 --fault kill-worker
 
 bench: $(STAMP) ferretdb
 	$(PY) -m scripts.bench
