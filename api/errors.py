@@ -7,9 +7,10 @@ import logging
 from flask import jsonify, request
 from mongoengine.errors import OperationError
 from mongoengine.errors import ValidationError as DocumentValidationError
-from pymongo.errors import ConnectionFailure, DuplicateKeyError, OperationFailure
+from pymongo.errors import ConnectionFailure, OperationFailure
 from werkzeug.exceptions import HTTPException
 
+from documents.connection import is_duplicate_key
 from service import errors
 
 log = logging.getLogger(__name__)
@@ -78,14 +79,6 @@ def _field_messages(messages: dict) -> dict:
 def handle_database_down(exc: ConnectionFailure):
     log.warning("database unreachable: %s", exc)
     return error_response(503, "database_unavailable", DATABASE_DOWN)
-
-
-def is_duplicate_key(exc: Exception) -> bool:
-    """MongoDB says E11000; FerretDB's SQLite handler says so only on inserts and reports a
-    unique violation by an update as a plain failure naming the SQLite constraint."""
-    text = str(exc)
-    return isinstance(exc, DuplicateKeyError) or "E11000" in text \
-        or "UNIQUE constraint failed" in text
 
 
 def handle_write_failure(exc: Exception):

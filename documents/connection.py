@@ -129,6 +129,19 @@ def _counted(method, name):
     return wrapper
 
 
+def is_duplicate_key(exc: Exception) -> bool:
+    """A unique index refused the write. MongoDB and mongomock say E11000; FerretDB's SQLite
+    handler says so only on inserts and reports a unique violation by an update as a plain
+    operation failure naming the SQLite constraint."""
+    from mongoengine.errors import NotUniqueError
+    from pymongo.errors import DuplicateKeyError
+
+    if isinstance(exc, NotUniqueError | DuplicateKeyError):
+        return True
+    text = str(exc)
+    return "E11000" in text or "UNIQUE constraint failed" in text
+
+
 def database_name(uri: str) -> str:
     return urlparse(uri).path.lstrip("/").split("?")[0] or DEFAULT_DB
 

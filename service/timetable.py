@@ -19,6 +19,7 @@ from mongoengine.errors import NotUniqueError, OperationError
 
 from documents.accounts import User
 from documents.base import utcnow
+from documents.connection import is_duplicate_key
 from documents.timetable import (
     Assignment,
     ClassInfo,
@@ -34,7 +35,7 @@ from service.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from service.ids import field_object_id, object_id
 from service.imports import CREATED, REJECTED, UNCHANGED, UPDATED, Row, RowResult
 from service.pagination import Page, paginate, paginate_list
-from service.timetable_claims import SlotClaims, is_duplicate_key, revise
+from service.timetable_claims import SlotClaims, revise
 
 MODULE = "timetable"
 DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")

@@ -23,13 +23,14 @@ from mongoengine.queryset.visitor import Q
 from documents.accounts import User
 from documents.audit import Notification
 from documents.base import utcnow
+from documents.connection import is_duplicate_key
 from documents.timetable import OPEN_REQUEST_STATUSES, AlterationRequest, Assignment, RevisionLock
 from service.base import SchoolService
 from service.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from service.notifications import notify_many
 from service.pagination import Page, paginate
 from service.timetable import permissions_of, slot_label
-from service.timetable_claims import is_duplicate_key, revise, take_lock
+from service.timetable_claims import revise, take_lock
 
 # Longer than a worker's request timeout, so a live accept is never "repaired" under it.
 ACCEPTING_GRACE_SECONDS = 120

@@ -7,7 +7,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 from bson import ObjectId
-from mongoengine.errors import NotUniqueError
 from mongoengine.queryset.visitor import Q
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
@@ -20,15 +19,6 @@ from documents.timetable import (
     claim_keys,
 )
 from service.errors import Conflict
-
-
-def is_duplicate_key(exc: Exception) -> bool:
-    """A unique index refused the write. FerretDB reports it on update as a plain operation
-    failure ("UNIQUE constraint failed"), MongoDB and mongomock as E11000."""
-    if isinstance(exc, NotUniqueError | DuplicateKeyError):
-        return True
-    text = str(exc)
-    return "E11000" in text or "UNIQUE constraint failed" in text
 
 
 def take_lock(school_id, target_id, version: int, current_version=None) -> ObjectId | None:
