@@ -665,6 +665,15 @@ class Placer:
                              "student_id": m.student_id} for m in moves]
         _claims().delete_many(query)
 
+    def release_seats_of(self, entries: list[dict]) -> None:
+        """Give back the seats that backed these membership entries: the claims written with
+        them (same move, student, group and week), never a seat another request holds now."""
+        backing = [{"move_id": e.get("move_id"), "student_id": e["student_id"],
+                    "group_id": e["group_id"], "week_number": e["week_number"]}
+                   for e in entries]
+        if backing:
+            _claims().delete_many({"school_id": self.school_id, "$or": backing})
+
     def switch(self, moves: list[PlannedMove]) -> set[int]:
         """Replace each student's membership entry; answer the indexes of the moves whose new
         entry went in (another request's entry for the same student keeps it out)."""
@@ -685,14 +694,15 @@ class Placer:
         _entries().delete_many({"school_id": self.school_id, "kind": MEMBER,
                                 "move_id": self.move_id})
         _insert_many(_entries(), [moves[i].current for i in placed if moves[i].current])
+        # The entries this request deleted but could not replace are gone for good (another
+        # request placed the student): their seats go with them.
+        self.release_seats_of([m.current for i, m in enumerate(moves)
+                               if i not in placed and m.current])
         self.release_seats()
 
     def finish(self, moves: list[PlannedMove]) -> None:
         """Give back the seats of the groups left; record the moves and audit them."""
-        left = [{"group_id": m.from_group_id, "week_number": m.week,
-                 "student_id": m.student_id} for m in moves if m.current]
-        if left:
-            _claims().delete_many({"school_id": self.school_id, "$or": left})
+        self.release_seats_of([m.current for m in moves if m.current])
         records = [_move_record(self.service, self.program_id, m.student_id, m.week,
                                 m.from_group_id, m.group_id, self.reason) for m in moves]
         if records:
