@@ -46,7 +46,9 @@ def database(db_port: int = DEFAULT_DB_PORT, allow_mock: bool = False):
         if not allow_mock:
             raise click.ClickException(f"No database: {exc}") from None
         warn(f"WARNING: embedded FerretDB unavailable ({exc}).\n"
-             "WARNING: serving on in-process mongomock with ONE worker: NOTHING PERSISTS.")
+             "WARNING: serving on in-process mongomock with ONE worker: NOTHING PERSISTS.\n"
+             "WARNING: the demo data is loaded; sign in as admin@demo-north.demo.test with "
+             "password demo-password.")
         yield MOCK_URI
         return
     try:
@@ -100,7 +102,8 @@ def serve(host, port, workers, db_port):
         mock = uri.startswith("mongomock://")
         if not mock:
             connect(uri)
-        env = {**os.environ, "MONGODB_URI": uri, "ROTA_CREATE_INDEXES": "1" if mock else "0"}
+        env = {**os.environ, "MONGODB_URI": uri, "ROTA_CREATE_INDEXES": "1" if mock else "0",
+               "ROTA_SEED_DEMO": "1" if mock else "0"}
         cmd = [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}",
                "--workers", "1" if mock else str(workers), "--timeout", "60",
                "--graceful-timeout", "10", "--access-logfile", "-", "api:create_app()"]
