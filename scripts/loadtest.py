@@ -52,12 +52,19 @@ class Stats:
         with self.lock:
             self.statuses[(action, status)] += 1
             self.latencies.append(seconds)
-            if action != "grid" and isinstance(status, int) and 200 <= status < 300:
+            if action != "grid" and isinstance(status, int) and 200 <= status < 300 \
+                    and changed_something(action, response):
                 self.mutations_ok[action] += 1
 
     @property
     def total(self) -> int:
         return sum(self.statuses.values())
+
+
+def changed_something(action: str, response: requests.Response) -> bool:
+    """A move of a student into the group they are already in answers 200 and changes (and
+    audits) nothing."""
+    return action != "move" or bool(response.json().get("moved_student_ids"))
 
 
 class Scenario:
