@@ -8,7 +8,6 @@ from mongoengine import (
     Document,
     EmbeddedDocument,
     EmbeddedDocumentField,
-    IntField,
     ObjectIdField,
     StringField,
 )
@@ -74,13 +73,13 @@ class RevokedToken(Document):
     expires_at = DateTimeField(required=True)
 
 
-class LoginThrottle(Document):
-    """Failed logins per email in the current window, shared by every worker."""
+class LoginFailure(Document):
+    """One failed login. Counted per email over a window: inserts are atomic on every backend,
+    where a shared counter would lose increments under parallel attempts on FerretDB."""
 
-    meta = {"collection": "login_throttles", "auto_create_index": False,
-            "indexes": [{"fields": ["email"], "unique": True}]}
+    meta = {"collection": "login_failures", "auto_create_index": False,
+            "indexes": [["email", "-created_at"],
+                        {"fields": ["created_at"], "expireAfterSeconds": 86400}]}
 
     email = StringField(required=True)
-    failures = IntField(default=0)
-    window_started_at = DateTimeField(default=utcnow)
-    blocked_until = DateTimeField()
+    created_at = DateTimeField(default=utcnow)

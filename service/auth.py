@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 from mongoengine.errors import NotUniqueError
 
-from documents.accounts import LoginThrottle, RevokedToken, User
+from documents.accounts import LoginFailure, RevokedToken, User
 from documents.base import utcnow
 from service import audit
 from service.context import Actor
@@ -29,7 +29,7 @@ class Authenticator:
         if user is None or not verify_password(password, user.password_hash):
             self._count_failure(email)
             raise Unauthorized(BAD_CREDENTIALS, code="bad_credentials")
-        LoginThrottle.objects(email=email).delete()
+        LoginFailure.objects(email=email).delete()
         return user
 
     def user(self, user_id) -> User:
@@ -51,18 +51,18 @@ class Authenticator:
             is not None
 
     def _refuse_if_throttled(self, email: str) -> None:
-        throttle = LoginThrottle.objects(email=email, blocked_until__gt=utcnow()).first()
-        if throttle is not None:
-            wait = int((throttle.blocked_until - utcnow()).total_seconds()) + 1
+        """MAX_FAILURES failures within FAILURE_WINDOW block the account until BLOCK_FOR has
+        passed since the latest one; each further failure blocks it again."""
+        now = utcnow()
+        recent = list(LoginFailure.objects(email=email, created_at__gt=now - FAILURE_WINDOW)
+                      .order_by("-created_at").only("created_at").limit(MAX_FAILURES))
+        if len(recent) < MAX_FAILURES:
+            return
+        unblocked_at = recent[0].created_at + BLOCK_FOR
+        if unblocked_at > now:
+            wait = int((unblocked_at - now).total_seconds()) + 1
             raise TooManyRequests(
                 f"Too many failed logins for this account; try again in {wait} seconds.", wait)
 
     def _count_failure(self, email: str) -> None:
-        now = utcnow()
-        LoginThrottle.objects(email=email, window_started_at__lt=now - FAILURE_WINDOW).update_one(
-            set__failures=0, set__window_started_at=now)
-        throttle = LoginThrottle.objects(email=email).modify(
-            upsert=True, new=True, inc__failures=1, set_on_insert__window_started_at=now)
-        if throttle.failures >= MAX_FAILURES:
-            LoginThrottle.objects(email=email).update_one(
-                set__blocked_until=now + BLOCK_FOR, set__failures=0, set__window_started_at=now)
+        LoginFailure(email=email).save()

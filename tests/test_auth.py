@@ -120,6 +120,34 @@ def test_repeated_bad_logins_are_refused_with_429_and_retry_after(client, teache
     assert blocked.json["error"]["code"] == "too_many_requests"
 
 
+def test_the_block_lifts_a_minute_after_the_latest_failure(client, teacher):
+    from datetime import timedelta
+
+    from documents.accounts import LoginFailure
+
+    for _ in range(5):
+        login(client, teacher.email, "wrong-password")
+    assert login(client, teacher.email).status_code == 429
+    for failure in LoginFailure.objects(email=teacher.email):
+        failure.update(set__created_at=failure.created_at - timedelta(minutes=2))
+    assert login(client, teacher.email).status_code == 200  # and success clears the count
+    assert LoginFailure.objects(email=teacher.email).count() == 0
+
+
+@pytest.mark.integration
+def test_parallel_bad_logins_on_every_worker_all_count(live):
+    """The throttle is shared through the database and loses no failure to a race."""
+    world = live.world
+    teacher = world.add_user(world.school, "staff", password=PASSWORD)
+    body = {"email": teacher.email, "password": "wrong-password"}
+    responses = parallel(12, lambda _: requests.post(live.url("/api/v1/auth/login"), json=body))
+    assert {r.status_code for r in responses} <= {401, 429}
+    blocked = requests.post(live.url("/api/v1/auth/login"),
+                            json={"email": teacher.email, "password": PASSWORD})
+    assert blocked.status_code == 429
+    assert int(blocked.headers["Retry-After"]) >= 1
+
+
 @pytest.mark.integration
 def test_logout_is_seen_by_every_worker(live):
     world = live.world
