@@ -10,6 +10,7 @@ from service.base import SchoolService
 from service.context import ADMIN_ROLES, MODULES, SYSTEM, Actor, SchoolContext
 from service.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from service.ids import object_id
+from service.leases import exclusive
 from service.pagination import Page, paginate
 from service.passwords import hash_password
 from service.tenancy import in_scope
@@ -82,9 +83,11 @@ class Schools:
         school = self.get(school_id)
         if self.actor.role != "company_admin":
             raise Forbidden("Only company admins switch modules.")
-        before = school.modules.to_mongo().to_dict()
-        merged = {name: switches.get(name, before.get(name, False)) for name in MODULES}
-        School.objects(id=school.id).update_one(set__modules=ModuleSwitches(**merged))
+        with exclusive(school.id, "modules"):  # two admins switching at once lose nothing
+            school.reload()
+            before = school.modules.to_mongo().to_dict()
+            merged = {name: switches.get(name, before.get(name, False)) for name in MODULES}
+            School.objects(id=school.id).update_one(set__modules=ModuleSwitches(**merged))
         audit.record(self.actor, school.id, "set_modules", "school", school.id,
                      before=before, after=merged)
         school.reload()

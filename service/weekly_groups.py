@@ -48,6 +48,7 @@ from service.context import STAFF_ROLES, SchoolContext
 from service.errors import Conflict, NotFound, ValidationFailed
 from service.ids import field_object_id, object_id
 from service.imports import CREATED, REJECTED, UNCHANGED, UPDATED, Row, RowResult
+from service.leases import exclusive
 from service.pagination import Page, paginate
 
 DUPLICATE_KEY = 11000
@@ -185,13 +186,14 @@ class WeeklyGroups(SchoolService):
         return self.get(Program, program_id, "program")
 
     def advance_week(self, program_id) -> Program:
-        """One week on; 409 `final_week` at the last. Parallel calls may both answer the same
-        next week (the filter is not atomic on FerretDB) but never pass `max_weeks`."""
+        """One week on; 409 `final_week` at the last. Parallel calls advance one week each,
+        in turn (the lease: FerretDB's conditional `$inc` alone would lose one)."""
         self.require_admin()
         program = self.get_program(program_id)
-        advanced = Program.objects.for_school(self.school_id).filter(
-            id=program.id, current_week__lt=program.max_weeks).modify(
-            inc__current_week=1, new=True)
+        with exclusive(self.school_id, f"program:{program.id}:week"):
+            advanced = Program.objects.for_school(self.school_id).filter(
+                id=program.id, current_week__lt=program.max_weeks).modify(
+                inc__current_week=1, new=True)
         if advanced is None:
             raise Conflict(f"The program is already at its final week ({program.max_weeks}).",
                            code="final_week", details={"max_weeks": program.max_weeks})

@@ -143,3 +143,21 @@ def test_absurd_page_numbers_are_422_not_500(client, world):
                           headers=world.headers("admin"))
     assert response.status_code == 422
     assert "page" in response.json["error"]["details"]
+
+
+@pytest.mark.integration
+def test_parallel_module_switches_lose_none(live):
+    import requests
+
+    from tests.helpers import parallel
+
+    world = live.world
+    school = world.add_school(world.company, modules={})
+    url = live.url(world.url("/modules", school))
+    headers = world.headers("company_admin")
+    modules = ["timetable", "weekly_groups", "tracks", "team_rosters"]
+    responses = parallel(4, lambda i: requests.put(url, json={modules[i]: True},
+                                                   headers=headers))
+    assert [r.status_code for r in responses] == [200] * 4
+    final = requests.get(live.url(world.url("", school)), headers=headers).json()
+    assert final["modules"] == {name: True for name in modules}

@@ -104,3 +104,12 @@ def test_parallel_group_moves_are_all_or_nothing(live):
     in_group = {s["id"] for s in week["groups"][0]["students"]}
     assert in_group == {s["id"] for i in moved for s in pairs[i]}  # whole pairs only
     assert _members(program, group) == _seats(program, group) == 2 * len(moved)
+
+
+def test_parallel_advances_move_one_week_each(live):
+    world = live.world
+    program = manager(world).create_program(name="Calendar", max_weeks=6)
+    url = live.url(world.url(f"/programs/{program.id}/advance-week"))
+    headers = world.headers("admin")
+    responses = parallel(3, lambda _: requests.post(url, headers=headers))
+    assert sorted(r.json()["current_week"] for r in responses) == [2, 3, 4]
