@@ -76,11 +76,17 @@ def test_foreign_company_admin_cannot_switch_modules(client, world):
     assert response.status_code == 404
 
 
-def test_a_switched_off_module_answers_403_module_disabled(app, world):
+def test_a_switched_off_module_answers_403_module_disabled(database_uri):
     """Every route of a module goes through the tenancy check with its module name."""
     from flask_smorest import Blueprint
 
+    from api import create_app
     from api.security import school_route
+    from tests.conftest import JWT_SECRET
+    from tests.helpers import World
+
+    app = create_app({"MONGODB_URI": database_uri, "JWT_SECRET_KEY": JWT_SECRET})
+    world = World.build(app)
 
     probe = Blueprint("probe", __name__)
 
