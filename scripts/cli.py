@@ -238,5 +238,17 @@ def backfill_project_teams(dry_run, school_code):
     sys.exit(code)
 
 
+@main.command()
+@click.option("--school", "school_code", default=None, help="only this school (default: all)")
+def repair(school_code):
+    """Settle what crashed requests left half-done (safe any time; run it nightly)."""
+    from scripts.repair import run_repair
+
+    with database() as uri:
+        connect(uri)
+        code = run_repair(school_code, echo=click.echo)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
     main()

@@ -1,0 +1,49 @@
+"""`rota repair`: settle what a crash between two steps of a request can leave behind.
+
+Safe at any time, meant for the nightly cron next to the imports: it only touches what is
+older than any request can run (an alteration accept stopped half-way, a seat claimed by a
+move that died before placing its student) and audits what it fixed.
+"""
+
+from __future__ import annotations
+
+from documents.accounts import School
+from documents.weekly_groups import Program
+from service.context import SYSTEM
+from service.tenancy import school_context
+from service.timetable_alterations import AlterationRequests
+from service.weekly_groups import WeeklyGroups
+
+
+def repair_school(school: School) -> list[str]:
+    """Run every repair of the modules switched on for this school; lines saying what was
+    fixed."""
+    ctx = school_context(SYSTEM, school.id)
+    fixed = []
+    if "timetable" in ctx.modules:
+        settled = AlterationRequests(ctx).repair_interrupted()
+        fixed += [f"alteration request {r.id} settled as {r.status}" for r in settled]
+    if "weekly_groups" in ctx.modules:
+        groups = WeeklyGroups(ctx)
+        for program_id in Program.objects.for_school(school.id).scalar("id"):
+            for seat in groups.repair(program_id)["fixed"]:
+                fixed.append(f"program {program_id}: {seat['released_seats']} orphan seat(s) "
+                             f"released in group {seat['group_id']}, week "
+                             f"{seat['week_number']}")
+    return fixed
+
+
+def run_repair(school_code: str | None, echo) -> int:
+    schools = School.objects(code=school_code) if school_code else School.objects.order_by("code")
+    if school_code and not schools.count():
+        echo(f"error: no school with code {school_code!r}")
+        return 2
+    total = 0
+    for school in schools:
+        fixed = repair_school(school)
+        total += len(fixed)
+        echo(f"{school.code}: {len(fixed)} fixed")
+        for line in fixed:
+            echo(f"  {line}")
+    echo(f"{total} fixed in {schools.count()} school(s)")
+    return 0
