@@ -10,7 +10,7 @@ from urllib.parse import urlparse
 
 import mongoengine
 from pymongo import monitoring
-from pymongo.errors import OperationFailure
+from pymongo.errors import BulkWriteError, OperationFailure
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +140,24 @@ def is_duplicate_key(exc: Exception) -> bool:
         return True
     text = str(exc)
     return "E11000" in text or "UNIQUE constraint failed" in text
+
+
+DUPLICATE_KEY = 11000
+
+
+def insert_unique(collection, documents: list[dict]) -> set[int]:
+    """Insert every document a unique index lets in, in one round trip; answer the indexes
+    of those it refused. Any other failure is raised."""
+    if not documents:
+        return set()
+    try:
+        collection.insert_many(documents, ordered=False)
+    except BulkWriteError as exc:
+        errors = exc.details.get("writeErrors", [])
+        if any(error.get("code") != DUPLICATE_KEY for error in errors):
+            raise
+        return {error["index"] for error in errors}
+    return set()
 
 
 def database_name(uri: str) -> str:

@@ -18,6 +18,11 @@ def object_id(value, what: str = "object") -> ObjectId:
         raise NotFound(f"No {what} with id {value!r}.") from None
 
 
+def unique_ids(values, field: str) -> list[ObjectId]:
+    """Body ids as ObjectIds, duplicates dropped, order kept (422 naming `field`)."""
+    return list(dict.fromkeys(field_object_id(value, field) for value in values))
+
+
 def field_object_id(value, field: str) -> ObjectId:
     """An id from a request body: malformed is a validation error on that field."""
     if isinstance(value, ObjectId):

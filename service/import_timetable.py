@@ -34,6 +34,7 @@ from pymongo.errors import BulkWriteError
 from documents.accounts import User
 from documents.audit import AuditEvent
 from documents.base import utcnow
+from documents.connection import insert_unique
 from documents.timetable import (
     CLAIM_GRACE_SECONDS,
     Assignment,
@@ -339,11 +340,7 @@ class TimetableSnapshot:
                   "created_at": utcnow()} for plan in updates]
         if not locks:
             return []
-        try:
-            RevisionLock._get_collection().insert_many(locks, ordered=False)
-            refused = set()
-        except BulkWriteError as exc:
-            refused = {error["index"] for error in exc.details.get("writeErrors", [])}
+        refused = insert_unique(RevisionLock._get_collection(), locks)
         for index in refused:
             updates[index].reject("the assignment is being changed right now; re-run the import")
         return [lock["_id"] for index, lock in enumerate(locks) if index not in refused]
@@ -461,11 +458,7 @@ class ClaimWriter:
         """Insert in one round trip; the (plan, claim) pairs that hit a taken class/room."""
         if not pending:
             return []
-        try:
-            self.collection.insert_many([doc for _, doc in pending], ordered=False)
-            failures = set()
-        except BulkWriteError as exc:
-            failures = {error["index"] for error in exc.details.get("writeErrors", [])}
+        failures = insert_unique(self.collection, [doc for _, doc in pending])
         for index, (plan, doc) in enumerate(pending):
             if index not in failures:
                 plan.inserted_claim_ids.append(doc["_id"])

@@ -15,12 +15,12 @@ from pymongo import InsertOne, UpdateOne
 from pymongo.errors import BulkWriteError
 
 from documents.accounts import User
+from documents.connection import DUPLICATE_KEY
 from service import audit
 from service.context import SchoolContext
 from service.imports import CREATED, UNCHANGED, UPDATED, Row, RowResult, rejected
 from service.schools import SCHOOL_ROLES
 
-DUPLICATE_KEY = 11000
 SYNCED_FIELDS = ("email", "name", "role", "department", "external_id", "is_active")
 
 

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 from bson import ObjectId
 from mongoengine.errors import NotUniqueError
-from pymongo.errors import BulkWriteError
 
 from documents.accounts import User
 from documents.audit import Notification
 from documents.base import utcnow
+from documents.connection import insert_unique
 from documents.projects import Project
 from documents.team_rosters import (
     CourseGroup,
@@ -33,18 +33,11 @@ from service import audit, notifications
 from service.base import SchoolService
 from service.context import STAFF_ROLES
 from service.errors import Conflict, NotFound, ValidationFailed
-from service.ids import field_object_id, object_id
+from service.ids import field_object_id, object_id, unique_ids
 from service.leases import exclusive
 from service.pagination import Page, paginate, paginate_list
 
 VERSION_ATTEMPTS = 10
-DUPLICATE_KEY = 11000
-
-
-def unique_ids(values, field: str) -> list[ObjectId]:
-    """Body ids as ObjectIds, duplicates dropped, order kept."""
-    ids = [field_object_id(value, field) for value in values]
-    return list(dict.fromkeys(ids))
 
 
 def member_dict(member: TeamMember, names: dict) -> dict:
@@ -347,16 +340,9 @@ class ProjectTeams(RosterService):
         """Insert all, skipping those whose (project, lineage, version) exists already."""
         if not teams:
             return []
-        collection = ProjectTeam._get_collection()
-        try:
-            collection.insert_many([team.to_mongo() for team in teams], ordered=False)
-        except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-            if any(error.get("code") != DUPLICATE_KEY for error in errors):
-                raise
-            skipped = {error["index"] for error in errors}
-            return [team for i, team in enumerate(teams) if i not in skipped]
-        return teams
+        skipped = insert_unique(ProjectTeam._get_collection(),
+                                [team.to_mongo() for team in teams])
+        return [team for i, team in enumerate(teams) if i not in skipped]
 
     def _present(self, team: ProjectTeam) -> dict:
         return team_dict(team, self.names_of(team.member_ids))

@@ -22,11 +22,11 @@ from statistics import mean, pstdev
 
 from bson import ObjectId
 from mongoengine.errors import NotUniqueError
-from pymongo.errors import BulkWriteError
 
 from documents.accounts import User
 from documents.audit import Notification
 from documents.base import utcnow
+from documents.connection import insert_unique
 from documents.projects import Project
 from documents.tracks import (
     Track,
@@ -40,13 +40,12 @@ from service import audit, notifications
 from service.base import SchoolService
 from service.context import ADMIN_ROLES, STAFF_ROLES
 from service.errors import Conflict, Forbidden, NotFound, ValidationFailed
-from service.ids import field_object_id, object_id
+from service.ids import field_object_id, object_id, unique_ids
 from service.pagination import Page, paginate
 
 INSTRUCTOR_ROLES = frozenset({"staff", "school_admin"})
 IMBALANCE_RATIO = 1.2
 COMMIT_ATTEMPTS = 60
-DUPLICATE_KEY = 11000
 # Large reads stay one round trip: the first batch holds them all (up to 16 MB).
 BIG_BATCH = 100_000
 
@@ -311,7 +310,7 @@ class Tracks(SchoolService):
         least-loaded instructor. Bulk: a constant number of round trips for any count."""
         self.require_admin()
         track = self._track(track_id)
-        wanted = list(dict.fromkeys(field_object_id(s, "student_ids") for s in student_ids))
+        wanted = unique_ids(student_ids, "student_ids")
         self._require_students(wanted)
         already = set(TrackEnrolment.objects.for_school(self.school_id).filter(
             track_id=track.id, student_id__in=wanted).batch_size(BIG_BATCH).scalar("student_id"))
@@ -374,14 +373,9 @@ class Tracks(SchoolService):
         rows = [{"school_id": self.school_id, "created_at": now, "track_id": track.id,
                  "student_id": student, "instructor_id": ObjectId(instructor),
                  "assigned_by": self.actor.user_id} for student, instructor in plan]
-        try:
-            TrackEnrolment._get_collection().insert_many(rows, ordered=False)
+        failed = insert_unique(TrackEnrolment._get_collection(), rows)
+        if not failed:
             return rows
-        except BulkWriteError as exc:
-            failed = {error["index"] for error in exc.details["writeErrors"]
-                      if error["code"] == DUPLICATE_KEY}
-            if len(failed) != len(exc.details["writeErrors"]):
-                raise
         # A parallel request enrolled some of them first: give their places back.
         lost = Counter(str(rows[i]["instructor_id"]) for i in failed)
         self._commit(track.id, "enrol_lost_race", lambda state: state.changed(
@@ -522,13 +516,13 @@ class Tracks(SchoolService):
         collection = TrackEnrolment._get_collection()
         collection.delete_many({"school_id": self.school_id,
                                 "_id": {"$in": [row["_id"] for row in rows]}})
-        moved = _insert_ignoring_duplicates(collection, rows)
+        moved = len(rows) - len(insert_unique(collection, rows))
         journal.delete()
         return moved
 
     def _finish_interrupted_moves(self, track_id) -> None:
         for journal in TrackMove.objects.for_school(self.school_id).filter(track_id=track_id):
-            _insert_ignoring_duplicates(TrackEnrolment._get_collection(), journal.rows)
+            insert_unique(TrackEnrolment._get_collection(), journal.rows)
             journal.delete()
 
     def instructor_loads(self, track_id) -> dict:
@@ -622,19 +616,6 @@ class Tracks(SchoolService):
         counts = self._doc_loads(track_id)
         self._commit(track_id, action, lambda state: state.changed(
             loads={key: counts.get(ObjectId(key), 0) for key in state.loads}))
-
-
-def _insert_ignoring_duplicates(collection, rows: list[dict]) -> int:
-    """Insert what is not there yet; returns how many went in."""
-    if not rows:
-        return 0
-    try:
-        return len(collection.insert_many(rows, ordered=False).inserted_ids)
-    except BulkWriteError as exc:
-        errors = exc.details["writeErrors"]
-        if any(error["code"] != DUPLICATE_KEY for error in errors):
-            raise
-        return len(rows) - len(errors)
 
 
 def _back_off(attempt: int) -> None:

@@ -34,6 +34,7 @@ from pymongo.errors import BulkWriteError
 
 from documents.accounts import User
 from documents.base import utcnow
+from documents.connection import DUPLICATE_KEY, insert_unique
 from documents.weekly_groups import (
     Group,
     Program,
@@ -46,12 +47,11 @@ from service import audit
 from service.base import SchoolService
 from service.context import STAFF_ROLES, SchoolContext
 from service.errors import Conflict, NotFound, ValidationFailed
-from service.ids import field_object_id, object_id
+from service.ids import field_object_id, object_id, unique_ids
 from service.imports import CREATED, REJECTED, UNCHANGED, UPDATED, Row, RowResult
 from service.leases import exclusive
 from service.pagination import Page, paginate
 
-DUPLICATE_KEY = 11000
 INSTRUCTOR_ROLES = frozenset({"staff", "school_admin"})
 UNKNOWN_LEVEL = "Unknown"
 GROUP, MEMBER = "group", "member"
@@ -122,20 +122,6 @@ def _claims():
 def _bulk(collection, operations: list) -> None:
     if operations:
         collection.bulk_write(operations, ordered=False)
-
-
-def _insert_many(collection, documents: list[dict]) -> set[int]:
-    """Insert what is not taken; answer the indexes refused by a unique index."""
-    if not documents:
-        return set()
-    try:
-        collection.insert_many(documents, ordered=False)
-    except BulkWriteError as exc:
-        errors = exc.details.get("writeErrors", [])
-        if any(error.get("code") != DUPLICATE_KEY for error in errors):
-            raise
-        return {error["index"] for error in errors}
-    return set()
 
 
 @dataclass
@@ -264,7 +250,7 @@ class WeeklyGroups(SchoolService):
         """A snapshot per group and week from `first_week` on (a group made for a later week
         does not appear in earlier ones); present ones are kept."""
         now = utcnow()
-        _insert_many(_entries(), [
+        insert_unique(_entries(), [
             {"school_id": self.school_id, "program_id": program.id, "week_number": week,
              "kind": GROUP, "slot": group_slot(group.id), "group_id": group.id,
              "base_name": group.base_name, "ability_level": group.ability_level,
@@ -423,7 +409,7 @@ class WeeklyGroups(SchoolService):
                 "capacity": self._group_week_summary(target)["capacity"]}
 
     def _students_of_program(self, program: Program, student_ids: list) -> list[ObjectId]:
-        wanted = list(dict.fromkeys(field_object_id(s, "student_ids") for s in student_ids))
+        wanted = unique_ids(student_ids, "student_ids")
         found = {s["_id"]: s["program_id"] for s in ProgramStudent.objects.for_school(
             self.school_id).filter(id__in=wanted).only("program_id").as_pymongo()}
         unknown = [str(s) for s in wanted if s not in found]
@@ -469,7 +455,7 @@ class WeeklyGroups(SchoolService):
                    for name, members in plan.items() if name not in existing]
         if missing:
             # a parallel generation may create some first: they are simply re-read
-            _insert_many(Group._get_collection(), [g.to_mongo().to_dict() for g in missing])
+            insert_unique(Group._get_collection(), [g.to_mongo().to_dict() for g in missing])
             existing = {g.base_name: g for g in Group.objects.for_school(
                 self.school_id).filter(program_id=program.id)}
         self._add_group_weeks(program, [existing[name] for name in plan], week)
@@ -524,8 +510,8 @@ class WeeklyGroups(SchoolService):
                             "move_id": move_id, "created_at": now, "updated_at": now})
             claims.append({**scope, "group_id": group_id, "seat": seats[group_id],
                            "student_id": student_id, "move_id": move_id, "created_at": now})
-        _insert_many(_claims(), claims)
-        _insert_many(_entries(), members)
+        insert_unique(_claims(), claims)
+        insert_unique(_entries(), members)
         moves = [_move_record(self, program.id, student_id, week, before.get(student_id),
                               targets.get(student_id), reason)
                  for student_id in set(before) | set(targets)
@@ -644,7 +630,7 @@ class Placer:
             free = [n for n in range(1, group_week["max_size"] + 1) if n not in taken]
             if len(free) < len(waiting):
                 break
-            refused = _insert_many(_claims(), [
+            refused = insert_unique(_claims(), [
                 {**scope, "program_id": self.program_id, "seat": seat,
                  "student_id": move.student_id, "move_id": self.move_id,
                  "created_at": self.now}
@@ -682,7 +668,7 @@ class Placer:
         read = [m.current["_id"] for m in moves if m.current]
         if read:
             _entries().delete_many({"_id": {"$in": read}, "school_id": self.school_id})
-        refused = _insert_many(_entries(), [
+        refused = insert_unique(_entries(), [
             {"school_id": self.school_id, "program_id": self.program_id,
              "week_number": m.week, "kind": MEMBER, "slot": student_slot(m.student_id),
              "student_id": m.student_id, "group_id": m.group_id, "joined_at": self.now,
@@ -695,7 +681,7 @@ class Placer:
         request placed meanwhile stays where that request put them."""
         _entries().delete_many({"school_id": self.school_id, "kind": MEMBER,
                                 "move_id": self.move_id})
-        _insert_many(_entries(), [moves[i].current for i in placed if moves[i].current])
+        insert_unique(_entries(), [moves[i].current for i in placed if moves[i].current])
         # The entries this request deleted but could not replace are gone for good (another
         # request placed the student): their seats go with them.
         self.release_seats_of([m.current for i, m in enumerate(moves)
