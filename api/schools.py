@@ -76,6 +76,8 @@ class AuditEventSchema(BaseSchema):
     action = fields.String()
     entity_type = fields.String()
     entity_id = fields.String(allow_none=True)
+    entity_ids = fields.List(fields.String(), metadata={
+        "description": "the documents a bulk write (an import batch) created"})
     before = fields.Dict()
     after = fields.Dict()
     created_at = Timestamp()

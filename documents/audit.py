@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from mongoengine import DateTimeField, DictField, Document, ObjectIdField, StringField
+from mongoengine import (
+    DateTimeField,
+    DictField,
+    Document,
+    ListField,
+    ObjectIdField,
+    StringField,
+)
 
 from documents.base import SchoolOwned, utcnow
 
@@ -10,7 +17,8 @@ from documents.base import SchoolOwned, utcnow
 class AuditEvent(SchoolOwned):
     meta = {"collection": "audit_events",
             "indexes": [["school_id", "-created_at"],
-                        ["school_id", "entity_type", "entity_id", "-created_at"]]}
+                        ["school_id", "entity_type", "entity_id", "-created_at"],
+                        ["school_id", "entity_ids"]]}
 
     school_id = ObjectIdField()  # none for company-level events
     company_id = ObjectIdField()
@@ -19,6 +27,8 @@ class AuditEvent(SchoolOwned):
     action = StringField(required=True)
     entity_type = StringField(required=True)
     entity_id = StringField()
+    # A bulk write (an import batch) records one event naming every document it created.
+    entity_ids = ListField(StringField())
     before = DictField()
     after = DictField()
 

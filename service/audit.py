@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from bson import ObjectId
+from mongoengine.queryset.visitor import Q
 
 from documents.audit import AuditEvent
 from service.context import Actor, SchoolContext
@@ -40,6 +41,17 @@ def audit_event(actor: Actor, school_id, action: str, entity_type: str, entity_i
     )
 
 
+def bulk_event(actor: Actor, school_id, action: str, entity_type: str, entity_ids,
+               after=None) -> AuditEvent:
+    """One event for the many documents a bulk write created: their ids, and their count."""
+    ids = [str(entity_id) for entity_id in entity_ids]
+    return AuditEvent(
+        school_id=school_id, company_id=actor.company_id, actor_id=actor.user_id,
+        actor_role=actor.role, action=action, entity_type=entity_type, entity_ids=ids,
+        after={"count": len(ids), **summarize(after or {})},
+    )
+
+
 def record(actor: Actor, school_id, action: str, entity_type: str, entity_id=None,
            before=None, after=None) -> AuditEvent:
     return audit_event(actor, school_id, action, entity_type, entity_id, before, after).save()
@@ -62,7 +74,7 @@ class AuditLog:
         if entity_type:
             events = events.filter(entity_type=entity_type)
         if entity_id:
-            events = events.filter(entity_id=entity_id)
+            events = events.filter(Q(entity_id=entity_id) | Q(entity_ids=entity_id))
         if action:
             events = events.filter(action=action)
         return paginate(events.order_by("-created_at", "-id"), page, page_size)

@@ -12,7 +12,8 @@ claim protocol of documents/timetable.py, in bulk:
   3. write the assignments in one unordered bulk_write (version-guarded updates);
   4. delete, in one round trip, the claims of rejected assignments inserted in step 2 and the
      claims no longer backed by a written assignment;
-  5. record the audit events in one insert.
+  5. record the audit events in one insert: one for the batch's new assignments, one per
+     changed assignment.
 
 A new assignment's id is derived from its staff slot, so claims inserted by a run that was
 killed before step 3 carry the id the re-run uses: the re-run adopts them instead of seeing a
@@ -32,7 +33,6 @@ from pymongo import InsertOne, UpdateOne
 from pymongo.errors import BulkWriteError
 
 from documents.accounts import User
-from documents.audit import AuditEvent
 from documents.base import utcnow
 from documents.connection import insert_unique
 from documents.timetable import (
@@ -51,8 +51,6 @@ from service.timetable import settings_for_reading
 
 ENTITY = "timetable_assignment"
 IMPORTED_TYPES = ("regular", "admin_override", "peer_swap")
-SUMMARY_FIELDS = ("staff_id", "period_id", "day_of_week", "assignment_type", "classes",
-                  "is_locked")
 
 
 def preload_assignments(ctx: SchoolContext, rows: list[Row], dry_run: bool
@@ -400,23 +398,17 @@ class TimetableSnapshot:
                 {"school_id": self.ctx.school_id, "_id": {"$in": doomed}})
 
     def _record_audit(self, plans: list[SlotPlan]) -> None:
-        """One import change per written assignment, inserted in one round trip."""
-        if not plans:
-            return
-        template = audit.audit_event(self.ctx.actor, self.ctx.school_id, "import_create",
-                                     ENTITY).to_mongo().to_dict()
-        events = []
-        for plan in plans:
-            after = {f: plan.document[f] for f in SUMMARY_FIELDS}
-            event = dict(template, _id=ObjectId(), entity_id=str(plan.document["_id"]))
-            if plan.status == CREATED:
-                event["after"] = audit.summarize(after)
-            else:
-                event.update(action="import_update",
-                             before=audit.summarize({"classes": plan.stored.get("classes", [])}),
-                             after=audit.summarize({"classes": after["classes"]}))
-            events.append(event)
-        AuditEvent._get_collection().insert_many(events)
+        """One import_create event naming every assignment the batch created, and one
+        import_update event per changed assignment, inserted in one round trip."""
+        created = [p.document["_id"] for p in plans if p.status == CREATED]
+        events = [audit.bulk_event(self.ctx.actor, self.ctx.school_id, "import_create", ENTITY,
+                                   created)] if created else []
+        events += [audit.audit_event(
+            self.ctx.actor, self.ctx.school_id, "import_update", ENTITY, plan.document["_id"],
+            before={"classes": plan.stored.get("classes", [])},
+            after={"classes": plan.document["classes"]})
+            for plan in plans if plan.status == UPDATED]
+        audit.record_many(events)
 
     # dry run
 
