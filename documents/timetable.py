@@ -20,7 +20,7 @@ timetable_assignments    one per (school_id, staff_id, day_of_week, period_id): 
                          is an update_one filtered on the `version` read (and `staff_id` when
                          ownership matters) that `$inc`s version; the classes list is always
                          `$set` whole.
-timetable_slot_claims    the claim protocol below.
+timetable_claims         the claim protocol below.
 timetable_revision_locks one per (school_id, target_id, version) under a unique index: the
                          right to write `version` of the settings document, an assignment, or
                          (version 1) to decide an alteration request. See "Revision locks".
@@ -42,10 +42,15 @@ steps for assignments it changes; creating an assignment needs no lock (the inse
 
 Claim protocol (double booking of a class or a room)
 ----------------------------------------------------
-A claim is one document per taken (school_id, day_of_week, period_id, kind, key) under a
-unique compound index on exactly those scalar fields, where kind is "class" or "room" and key
-is `claim_key(class_id)` / `claim_key(room_number)` (trimmed, inner whitespace collapsed,
-case-folded). Each claim also stores the `assignment_id` it belongs to.
+A claim is one document per taken (school_id, day_of_week, period_id, kind, key), where kind
+is "class" or "room" and key is `claim_key(class_id)` / `claim_key(room_number)` (trimmed,
+inner whitespace collapsed, case-folded). Its `_id` IS that tuple, written out by `claim_id`,
+so the `_id` index refuses a second claim: atomic on MongoDB (a school's documents share one
+shard, since school_id leads the `_id` and is the shard key) and on FerretDB, where the `_id`
+index is the cheapest unique index (a five-field unique index made every claim cost as much as
+an assignment). Each claim also stores its kind, key, and the `assignment_id` it belongs to.
+A claim is only ever deleted with a filter on its `assignment_id` too: the `_id` alone names
+the slot's class or room, whoever holds it.
 
 Creating an assignment (API or importer) goes:
   1. choose the assignment's `_id` up front;
@@ -56,8 +61,9 @@ Creating an assignment (API or importer) goes:
   3. insert the assignment (the staff slot index refuses a second one for the same staff);
   4. if step 2 or 3 fails, delete the claims with this `assignment_id` (only ours).
 Adding a class inserts its new claims first, then `$set`s the classes list under a revision
-lock; on failure it deletes exactly the claim ids it inserted. Removing a class or deleting
-an assignment changes the assignment FIRST, then deletes the claims no longer backed.
+lock; on failure it deletes the claims it inserted (their ids and its assignment_id).
+Removing a class or deleting an assignment changes the assignment FIRST, then deletes the
+claims no longer backed.
 Reassigning (override, swap) changes staff_id only: the claims stay, they belong to the slot.
 
 So a claim can only be stale (not backed by its assignment) after a crash between steps. A
@@ -68,7 +74,6 @@ With allow_overlapping_assignments=true no class or room claims are written or c
 
 from __future__ import annotations
 
-from bson import ObjectId
 from mongoengine import (
     BooleanField,
     DateTimeField,
@@ -153,18 +158,17 @@ class Assignment(SchoolOwned):
 class SlotClaim(SchoolOwned):
     """One class or room taken in one slot; see the claim protocol above."""
 
-    meta = {"collection": "timetable_slot_claims",
-            "indexes": [
-                {"fields": ["school_id", "day_of_week", "period_id", "kind", "key"],
-                 "unique": True},
-                ["school_id", "assignment_id"],
-            ]}
+    meta = {"collection": "timetable_claims",
+            "indexes": [["school_id", "assignment_id"]]}
 
-    day_of_week = IntField(required=True)
-    period_id = ObjectIdField(required=True)
+    id = StringField(primary_key=True)  # claim_id(school_id, day_of_week, period_id, kind, key)
     kind = StringField(required=True, choices=CLAIM_KINDS)
     key = StringField(required=True)
     assignment_id = ObjectIdField(required=True)
+
+
+def claim_id(school_id, day_of_week: int, period_id, kind: str, key: str) -> str:
+    return f"{school_id}:{day_of_week}:{period_id}:{kind}:{key}"
 
 
 def claim_keys(classes) -> set[tuple[str, str]]:
@@ -175,14 +179,20 @@ def claim_keys(classes) -> set[tuple[str, str]]:
     return keys
 
 
+def claim_ids(school_id, day_of_week: int, period_id, classes) -> set[str]:
+    """The ids of the claims a list of classes needs in its slot."""
+    return {claim_id(school_id, day_of_week, period_id, kind, key)
+            for kind, key in claim_keys(classes)}
+
+
 def claims_for(assignment: Assignment, keys: set[tuple[str, str]] | None = None
                ) -> list[SlotClaim]:
-    """The claim documents of an assignment (or of some of its keys), ready to insert; ids are
-    chosen here so that a writer can delete exactly the claims it inserted."""
+    """The claim documents of an assignment (or of some of its keys), ready to insert."""
     wanted = claim_keys(assignment.classes) if keys is None else keys
-    return [SlotClaim(id=ObjectId(), school_id=assignment.school_id,
-                      day_of_week=assignment.day_of_week, period_id=assignment.period_id,
-                      kind=kind, key=key, assignment_id=assignment.id)
+    return [SlotClaim(id=claim_id(assignment.school_id, assignment.day_of_week,
+                                  assignment.period_id, kind, key),
+                      school_id=assignment.school_id, kind=kind, key=key,
+                      assignment_id=assignment.id)
             for kind, key in sorted(wanted)]
 
 

@@ -2,7 +2,8 @@
 
 Safe at any time, meant for the nightly cron next to the imports: it only touches what is
 older than any request can run (an alteration accept stopped half-way, a seat claimed by a
-move that died before placing its student) and audits what it fixed.
+move that died before placing its student), gives assignments the class and room claims they
+lack (after an upgrade), and audits what it fixed.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from documents.accounts import School
 from documents.weekly_groups import Program
 from service.context import SYSTEM
 from service.tenancy import school_context
+from service.timetable import Assignments
 from service.timetable_alterations import AlterationRequests
 from service.weekly_groups import WeeklyGroups
 
@@ -23,6 +25,7 @@ def repair_school(school: School) -> list[str]:
     if "timetable" in ctx.modules:
         settled = AlterationRequests(ctx).repair_interrupted()
         fixed += [f"alteration request {r.id} settled as {r.status}" for r in settled]
+        fixed += Assignments(ctx).restore_claims()
     if "weekly_groups" in ctx.modules:
         groups = WeeklyGroups(ctx)
         for program_id in Program.objects.for_school(school.id).scalar("id"):

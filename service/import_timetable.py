@@ -41,6 +41,7 @@ from documents.timetable import (
     RevisionLock,
     SlotClaim,
     TimetableSettings,
+    claim_id,
     claim_key,
     claim_keys,
 )
@@ -100,9 +101,8 @@ def assignment_document(school_id, assignment_id, slot: tuple, classes: list[dic
 
 def claim_document(assignment: dict, kind: str, key: str, now) -> dict:
     """A claim as `claims_for(assignment)` builds it."""
-    return {"_id": ObjectId(), "school_id": assignment["school_id"], "created_at": now,
-            "day_of_week": assignment["day_of_week"], "period_id": assignment["period_id"],
-            "kind": kind, "key": key, "assignment_id": assignment["_id"]}
+    return {"_id": _claim_id_of(assignment, kind, key), "school_id": assignment["school_id"],
+            "created_at": now, "kind": kind, "key": key, "assignment_id": assignment["_id"]}
 
 
 def class_keys(classes: list[dict]) -> set[tuple[str, str]]:
@@ -123,7 +123,7 @@ class SlotPlan:
     stored: dict | None = None
     held: dict[tuple[str, str], dict] = field(default_factory=dict)  # our claims by (kind, key)
     status: str | None = None
-    inserted_claim_ids: list[ObjectId] = field(default_factory=list)
+    inserted_claim_ids: list[str] = field(default_factory=list)
 
     def reject(self, reason: str, line: int | None = None) -> None:
         if self.reason is None:
@@ -170,7 +170,7 @@ class TimetableSnapshot:
         self.stored_by_slot: dict[tuple, dict] = {}
         self.stored_by_id: dict[ObjectId, dict] = {}
         self.claims_by_assignment: dict[ObjectId, list[dict]] = {}
-        self.taken: set[tuple] = set()  # dry run: (day, period_id, kind, key) of every claim
+        self.taken: set[str] = set()  # dry run: the id of every claim
         self.first_line_of_slot: dict[tuple, int] = {}
 
     @classmethod
@@ -183,10 +183,8 @@ class TimetableSnapshot:
         snapshot = cls(ctx, settings_for_reading(ctx.school_id), list(staff.batch_size(10000)))
         snapshot._load_assignments(rows)
         if dry_run:
-            snapshot.taken = {(c["day_of_week"], c["period_id"], c["kind"], c["key"])
-                              for c in SlotClaim._get_collection().find(
-                                  {"school_id": ctx.school_id}, {"_id": 0, "assignment_id": 0}
-                              ).batch_size(10000)}
+            snapshot.taken = {c["_id"] for c in SlotClaim._get_collection().find(
+                {"school_id": ctx.school_id}, {"_id": 1}).batch_size(10000)}
         return snapshot
 
     def _load_assignments(self, rows: list[Row]) -> None:
@@ -389,13 +387,16 @@ class TimetableSnapshot:
         doomed = []
         for plan in plans:
             if not plan.live:
-                doomed.extend(plan.inserted_claim_ids)
+                ids = plan.inserted_claim_ids
             elif plan.document is not None:
-                unwanted = set(plan.held) - self.wanted_keys(plan)
-                doomed.extend(plan.held[key]["_id"] for key in unwanted)
+                ids = [plan.held[key]["_id"] for key in set(plan.held) - self.wanted_keys(plan)]
+            else:
+                continue
+            if ids:
+                doomed.append({"assignment_id": plan.document["_id"], "_id": {"$in": ids}})
         if doomed:
             SlotClaim._get_collection().delete_many(
-                {"school_id": self.ctx.school_id, "_id": {"$in": doomed}})
+                {"school_id": self.ctx.school_id, "$or": doomed})
 
     def _record_audit(self, plans: list[SlotPlan]) -> None:
         """One import_create event naming every assignment the batch created, and one
@@ -418,13 +419,13 @@ class TimetableSnapshot:
         for plan in plans:
             if not plan.live:
                 continue
-            slot = (plan.document["day_of_week"], plan.document["period_id"])
-            missing = self.wanted_keys(plan) - set(plan.held)
-            clash = sorted(k for k in missing if (*slot, *k) in self.taken)
+            missing = {_claim_id_of(plan.document, *k): k
+                       for k in self.wanted_keys(plan) - set(plan.held)}
+            clash = sorted(k for claim, k in missing.items() if claim in self.taken)
             if clash:
                 plan.reject(_double_booking(*clash[0]), plan.line_of(*clash[0]))
             else:
-                self.taken.update((*slot, *k) for k in missing)
+                self.taken.update(missing)
 
 
 class ClaimWriter:
@@ -460,26 +461,28 @@ class ClaimWriter:
         """Delete the holders of refused claims that a crashed writer left behind: older than
         the grace period and not backed by their assignment. True when any was released."""
         holders = list(self.collection.find(
-            {"school_id": self.school_id, "key": {"$in": list({d["key"] for d in refused})},
-             "period_id": {"$in": list({d["period_id"] for d in refused})},
+            {"school_id": self.school_id, "_id": {"$in": [d["_id"] for d in refused]},
              "created_at": {"$lt": utcnow() - timedelta(seconds=CLAIM_GRACE_SECONDS)}}))
-        wanted = {(d["day_of_week"], d["period_id"], d["kind"], d["key"]) for d in refused}
-        holders = [h for h in holders
-                   if (h["day_of_week"], h["period_id"], h["kind"], h["key"]) in wanted]
         if not holders:
             return False
         backing = {a["_id"]: a for a in Assignment._get_collection().find(
-            {"_id": {"$in": [h["assignment_id"] for h in holders]}})}
-        stale = [h["_id"] for h in holders if not _backed(h, backing.get(h["assignment_id"]))]
+            {"school_id": self.school_id,
+             "_id": {"$in": [h["assignment_id"] for h in holders]}})}
+        stale = [{"_id": h["_id"], "assignment_id": h["assignment_id"]} for h in holders
+                 if not _backed(h, backing.get(h["assignment_id"]))]
         if stale:
-            self.collection.delete_many({"school_id": self.school_id, "_id": {"$in": stale}})
+            self.collection.delete_many({"school_id": self.school_id, "$or": stale})
         return bool(stale)
 
 
 def _backed(claim: dict, assignment: dict | None) -> bool:
-    return (assignment is not None and assignment["day_of_week"] == claim["day_of_week"]
-            and assignment["period_id"] == claim["period_id"]
-            and (claim["kind"], claim["key"]) in class_keys(assignment.get("classes", [])))
+    return assignment is not None and claim["_id"] in {
+        _claim_id_of(assignment, *k) for k in class_keys(assignment.get("classes", []))}
+
+
+def _claim_id_of(assignment: dict, kind: str, key: str) -> str:
+    return claim_id(assignment["school_id"], assignment["day_of_week"], assignment["period_id"],
+                    kind, key)
 
 
 def _double_booking(kind: str, key: str) -> str:

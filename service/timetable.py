@@ -395,7 +395,7 @@ class Assignments(SchoolService):
             claims.insert(new_claims)
         classes = list(assignment.classes) + [new_class]
         if not self._set_classes(assignment, classes):
-            claims.release_ids([c.id for c in new_claims])
+            claims.release(new_claims)
             raise self._changed_meanwhile()
         self.audit("add_class", "timetable_assignment", assignment.id,
                    after=new_class.to_mongo().to_dict())
@@ -456,6 +456,20 @@ class Assignments(SchoolService):
         SlotClaims(self.school_id).release_assignment(assignment.id)
         self.audit(action, "timetable_assignment", assignment.id,
                    before=assignment_summary(assignment))
+
+    def restore_claims(self) -> list[str]:
+        """Repair: give every assignment the class and room claims it lacks; lines saying
+        what was restored, or which assignments double-book a class or room."""
+        if settings_for_reading(self.school_id).allow_overlapping_assignments:
+            return []
+        restored, clashing = SlotClaims(self.school_id).restore_missing()
+        if restored:
+            self.audit("restore_claims", "timetable_assignment",
+                       after={"claims": [c.id for c in restored]})
+        return ([f"{c.kind} {c.key!r} claimed again for assignment {c.assignment_id}"
+                 for c in restored]
+                + [f"double booking: assignment {c.assignment_id} teaches {c.kind} {c.key!r} "
+                   f"in a slot where another assignment holds it" for c in clashing])
 
     # override
 

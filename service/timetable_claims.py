@@ -8,15 +8,17 @@ from datetime import timedelta
 
 from bson import ObjectId
 from mongoengine.queryset.visitor import Q
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import DuplicateKeyError
 
 from documents.base import utcnow
+from documents.connection import insert_unique
 from documents.timetable import (
     CLAIM_GRACE_SECONDS,
     Assignment,
     RevisionLock,
     SlotClaim,
-    claim_keys,
+    claim_ids,
+    claims_for,
 )
 from service.errors import Conflict
 
@@ -81,18 +83,20 @@ class SlotClaims:
         if not claims:
             return
         for attempt in range(2):
-            try:
-                SlotClaim._get_collection().insert_many([c.to_mongo() for c in claims])
+            refused = insert_unique(SlotClaim._get_collection(), [c.to_mongo() for c in claims])
+            if not refused:
                 return
-            except (BulkWriteError, DuplicateKeyError):
-                self.release_ids([c.id for c in claims])
-            holders = self._holders(claims)
+            self.release([c for index, c in enumerate(claims) if index not in refused])
+            holders = self._holders([claims[index] for index in refused])
             if attempt == 0 and self._release_stale(holders):
                 continue
             raise self._taken_error(holders)
 
-    def release_ids(self, claim_ids) -> None:
-        SlotClaim.objects.for_school(self.school_id).filter(id__in=list(claim_ids)).delete()
+    def release(self, claims: list[SlotClaim]) -> None:
+        """Delete claims this writer inserted (all of one assignment)."""
+        if claims:
+            self._claims().filter(id__in=[c.id for c in claims],
+                                  assignment_id=claims[0].assignment_id).delete()
 
     def release_keys(self, assignment_id, keys: set[tuple[str, str]]) -> None:
         if not keys:
@@ -100,19 +104,40 @@ class SlotClaims:
         wanted = Q()
         for kind, key in keys:
             wanted |= Q(kind=kind, key=key)
-        SlotClaim.objects.for_school(self.school_id).filter(
-            assignment_id=assignment_id).filter(wanted).delete()
+        self._claims().filter(assignment_id=assignment_id).filter(wanted).delete()
 
     def release_assignment(self, assignment_id) -> None:
-        SlotClaim.objects.for_school(self.school_id).filter(assignment_id=assignment_id).delete()
+        self._claims().filter(assignment_id=assignment_id).delete()
 
-    def _holders(self, claims: list[SlotClaim]) -> list[SlotClaim]:
-        first = claims[0]
-        ours = {(c.kind, c.key) for c in claims}
-        found = SlotClaim.objects.for_school(self.school_id).filter(
-            day_of_week=first.day_of_week, period_id=first.period_id,
-            key__in=[key for _, key in ours], assignment_id__ne=first.assignment_id)
-        return [c for c in found if (c.kind, c.key) in ours]
+    def restore_missing(self) -> tuple[list[SlotClaim], list[SlotClaim]]:
+        """Insert every claim an assignment of the school needs and lacks (after an upgrade
+        from the older claims collection, or a lost write): (restored, held by another
+        assignment). The latter are double bookings for an admin to resolve; a holder left
+        behind by a crashed writer is released first."""
+        needed, holders = self._needed_and_held()
+        taken = [c.id for c in needed if holders.get(c.id, c.assignment_id) != c.assignment_id]
+        if taken and self._release_stale(list(self._claims().filter(id__in=taken))):
+            needed, holders = self._needed_and_held()
+        missing = [claim for claim in needed if claim.id not in holders]
+        refused = insert_unique(SlotClaim._get_collection(), [c.to_mongo() for c in missing])
+        held_elsewhere = [claim for claim in needed
+                          if holders.get(claim.id, claim.assignment_id) != claim.assignment_id]
+        return ([c for index, c in enumerate(missing) if index not in refused],
+                held_elsewhere + [missing[index] for index in sorted(refused)])
+
+    def _needed_and_held(self) -> tuple[list[SlotClaim], dict]:
+        """The claims the school's assignments need, and the holder of every stored claim."""
+        assignments = Assignment.objects.for_school(self.school_id).only(
+            "id", "school_id", "day_of_week", "period_id", "classes")
+        needed = [claim for assignment in assignments for claim in claims_for(assignment)]
+        return needed, dict(self._claims().values_list("id", "assignment_id"))
+
+    def _claims(self):
+        return SlotClaim.objects.for_school(self.school_id)
+
+    def _holders(self, refused: list[SlotClaim]) -> list[SlotClaim]:
+        return list(self._claims().filter(id__in=[c.id for c in refused],
+                                          assignment_id__ne=refused[0].assignment_id))
 
     def _release_stale(self, holders: list[SlotClaim]) -> bool:
         """Delete claims left behind by an interrupted writer (older than the grace period
@@ -125,15 +150,14 @@ class SlotClaims:
             id__in=[c.assignment_id for c in old])}
         stale = [c for c in old if not self._backed(c, backing.get(c.assignment_id))]
         for claim in stale:
-            SlotClaim.objects.for_school(self.school_id).filter(
-                id=claim.id, assignment_id=claim.assignment_id).delete()
+            self._claims().filter(id=claim.id, assignment_id=claim.assignment_id).delete()
         return bool(stale)
 
     @staticmethod
     def _backed(claim: SlotClaim, assignment: Assignment | None) -> bool:
-        return (assignment is not None and assignment.day_of_week == claim.day_of_week
-                and assignment.period_id == claim.period_id
-                and (claim.kind, claim.key) in claim_keys(assignment.classes))
+        return assignment is not None and claim.id in claim_ids(
+            assignment.school_id, assignment.day_of_week, assignment.period_id,
+            assignment.classes)
 
     @staticmethod
     def _taken_error(holders: list[SlotClaim]) -> Conflict:

@@ -15,7 +15,7 @@ from bson import ObjectId
 
 from documents.audit import AuditEvent
 from documents.base import utcnow
-from documents.timetable import Assignment, SlotClaim
+from documents.timetable import Assignment, SlotClaim, claim_id, claims_for
 from service.context import SYSTEM
 from service.import_timetable import (
     TimetableSnapshot,
@@ -57,8 +57,13 @@ def stored(world):
 
 
 def claims(world) -> set[tuple]:
-    return {(c.day_of_week, c.period_id, c.kind, c.key, c.assignment_id)
-            for c in SlotClaim.objects.for_school(world.school.id)}
+    """(day, period id, kind, key, assignment id) of every claim, checking each claim's id."""
+    found = set()
+    for claim in SlotClaim.objects.for_school(world.school.id):
+        _, day, period, kind, key = claim.id.split(":", 4)
+        assert (kind, key) == (claim.kind, claim.key)
+        found.add((int(day), ObjectId(period), kind, key, claim.assignment_id))
+    return found
 
 
 def import_file(world, tmp_path, rows, name="a.csv", **options):
@@ -231,19 +236,20 @@ def test_slots_held_by_an_override_or_a_self_allocation_are_not_overwritten(
 
 def test_a_stale_claim_of_a_crashed_writer_is_released_after_the_grace_period(
         world, timetable, tmp_path):
-    stale = SlotClaim(school_id=world.school.id, day_of_week=0,
-                      period_id=timetable.periods[1].id, kind="class", key="7a",
+    period = timetable.periods[1].id
+    stale = SlotClaim(id=claim_id(world.school.id, 0, period, "class", "7a"),
+                      school_id=world.school.id, kind="class", key="7a",
                       assignment_id=ObjectId(),
                       created_at=utcnow() - timedelta(minutes=5)).save()
     outcome = import_file(world, tmp_path, [row("T0", 0, 1, "7A")])
     assert outcome.code == 0, outcome.report
-    assert not SlotClaim.objects(id=stale.id).count()
-    fresh = SlotClaim(school_id=world.school.id, day_of_week=0,
-                      period_id=timetable.periods[1].id, kind="class", key="8a",
+    assert SlotClaim.objects.get(id=stale.id).assignment_id != stale.assignment_id
+    fresh = SlotClaim(id=claim_id(world.school.id, 0, period, "class", "8a"),
+                      school_id=world.school.id, kind="class", key="8a",
                       assignment_id=ObjectId()).save()
     outcome = import_file(world, tmp_path, [row("T1", 0, 1, "8A")], name="b.csv")
     assert outcome.reasons()[2].startswith("double booking")
-    assert SlotClaim.objects(id=fresh.id).count() == 1
+    assert SlotClaim.objects.get(id=fresh.id).assignment_id == fresh.assignment_id
 
 
 def test_dry_run_reports_double_bookings_and_writes_nothing(world, timetable, tmp_path):
@@ -299,9 +305,11 @@ def test_documents_built_as_dicts_match_the_documents_shapes(world, timetable):
                           updated_at=now).to_mongo().to_dict()
     assert raw == modelled
     claim = claim_document(raw, "class", "7a", now)
-    assert claim == SlotClaim(id=claim["_id"], school_id=world.school.id, day_of_week=2,
-                              period_id=slot[2], kind="class", key="7a",
-                              assignment_id=assignment_id, created_at=now).to_mongo().to_dict()
+    modelled_claim = claims_for(Assignment(id=assignment_id, school_id=world.school.id,
+                                           staff_id=slot[0], day_of_week=2, period_id=slot[2],
+                                           classes=classes))[0]
+    modelled_claim.created_at = now
+    assert claim == modelled_claim.to_mongo().to_dict()
 
 
 def domain_state(world) -> tuple:

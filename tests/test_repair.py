@@ -4,11 +4,17 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from bson import ObjectId
 
 from documents.base import utcnow
+from documents.timetable import SlotClaim, claim_id
 from documents.weekly_groups import SeatClaim
 from scripts.repair import run_repair
+from service.context import SYSTEM
+from service.errors import Conflict
+from service.tenancy import school_context
+from service.timetable import Assignments, TimetableSetup
 from tests.test_weekly_groups import manager
 
 
@@ -37,3 +43,33 @@ def test_an_unknown_school_code_is_exit_2(world):
     lines = []
     assert run_repair("NOPE", lines.append) == 2
     assert "NOPE" in lines[0]
+
+
+def test_assignments_lacking_claims_get_them_back_and_clashes_are_reported(world):
+    """After an upgrade from the older claims collection every assignment lacks its claims:
+    repair restores them, so double bookings are refused again."""
+    ctx = school_context(SYSTEM, world.school.id)
+    period = TimetableSetup(ctx).create_period(1, "P1", "08:00", "08:45").id
+    assignments = Assignments(ctx)
+    booked = assignments.create(world.staff.id, period, 0,
+                                [{"class_id": "7A", "subject": "Maths", "room_number": "R1"}])
+    SlotClaim.objects(school_id=world.school.id).delete()
+    intruder = SlotClaim(id=claim_id(world.school.id, 0, period, "room", "r1"),
+                         school_id=world.school.id, kind="room", key="r1",
+                         assignment_id=ObjectId()).save()
+    lines = []
+    assert run_repair(world.school.code, lines.append) == 0
+    assert any(f"class '7a' claimed again for assignment {booked.id}" in line for line in lines)
+    assert any(f"double booking: assignment {booked.id} teaches room 'r1'" in line
+               for line in lines)
+    assert SlotClaim.objects.get(id=intruder.id).assignment_id == intruder.assignment_id
+    with pytest.raises(Conflict) as refused:
+        assignments.create(world.staff2.id, period, 0, [{"class_id": "7a", "subject": "Art"}])
+    assert refused.value.code == "class_taken"
+    lines.clear()
+    assert run_repair(world.school.code, lines.append) == 0
+    assert lines[-1].endswith("1 fixed in 1 school(s)")  # the clash stays until resolved
+    intruder.update(set__created_at=utcnow() - timedelta(hours=1))  # its writer crashed
+    assert run_repair(world.school.code, lines.append) == 0
+    assert SlotClaim.objects.get(id=intruder.id).assignment_id == booked.id
+    assert "room 'r1' claimed again" in lines[-2]
