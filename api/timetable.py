@@ -165,7 +165,9 @@ class SlotSchema(BaseSchema):
     period_name = fields.String()
     start_time = fields.String()
     end_time = fields.String()
-    status = fields.String(validate=validate.OneOf(GRID_STATUSES))
+    status = fields.String(validate=validate.OneOf(GRID_STATUSES), metadata={
+        "description": "altered_sent and overridden also show on the original holder's grid, "
+                       "with the assignment now held by someone else (its staff_id)"})
     assignment = fields.Nested(AssignmentSchema, allow_none=True)
 
 
@@ -259,7 +261,10 @@ def get_settings(ctx):
 @blp.response(200, SettingsSchema)
 @school_route(module=MODULE, roles=ADMIN_ROLES)
 def update_settings(ctx, body):
-    """Change working days, default period duration or overlapping (fields given only)."""
+    """Change working days, default period duration or overlapping (fields given only).
+    409 `day_in_use` when a removed working day still has assignments. Switching
+    overlapping off gives every assignment its class and room claims back, so double
+    bookings are refused again (those made meanwhile show in the conflicts report)."""
     return TimetableSetup(ctx).update_settings(**body)
 
 

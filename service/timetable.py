@@ -126,13 +126,30 @@ class TimetableSetup(SchoolService):
 
         def apply(settings):
             before.update({name: settings[name] for name in changes})
+            if "working_days" in changes:
+                self._check_days_unused(set(settings.working_days) - set(changes["working_days"]))
             return changes, None
 
         self._write_settings(apply)
         after = TimetableSettings.objects.for_school(self.school_id).get()
         self.audit("update_settings", "timetable_settings", after.id, before=before,
                    after=changes)
+        if before.get("allow_overlapping_assignments") and not after.allow_overlapping_assignments:
+            Assignments(self.ctx).restore_claims()
         return after
+
+    def _check_days_unused(self, removed: set[int]) -> None:
+        """A working day can go only once no assignment is left on it: they would vanish
+        from every grid while still booking their staff, classes and rooms."""
+        if not removed:
+            return
+        left = Assignment.objects.for_school(self.school_id).filter(
+            day_of_week__in=sorted(removed)).count()
+        if left:
+            names = ", ".join(DAY_NAMES[day] for day in sorted(removed))
+            raise Conflict(f"{left} assignment(s) are still on {names}; move or delete them "
+                           f"before removing the day.", code="day_in_use",
+                           details={"days": sorted(removed), "assignments": left})
 
     def list_periods(self, page: int = 1, page_size: int = 50) -> Page:
         active = [p for p in self.settings().periods if p.is_active]

@@ -21,6 +21,8 @@ from service.timetable import DAY_NAMES, minutes_of, settings_for_reading
 
 OWN_STATUS = {"regular": "assigned", "self_allocated": "self_added",
               "peer_swap": "altered_received", "admin_override": "overridden"}
+# A slot whose assignment moved away from its original holder, as that holder sees it.
+GIVEN_AWAY_STATUS = {"peer_swap": "altered_sent", "admin_override": "overridden"}
 ICAL_DAYS = ("MO", "TU", "WE", "TH", "FR", "SA", "SU")
 CSV_COLUMNS = ("staff_id", "staff_name", "staff_email", "day_of_week", "day_name",
                "period_number", "period_name", "start_time", "end_time", "class_id", "subject",
@@ -55,7 +57,8 @@ class TimetableViews(SchoolService):
         settings = settings_for_reading(self.school_id)
         periods = self._active_periods(settings)
         mine = Assignment.objects.for_school(self.school_id).filter(
-            Q(staff_id=staff.id) | Q(original_staff_id=staff.id, assignment_type="peer_swap")
+            Q(staff_id=staff.id) | Q(original_staff_id=staff.id,
+                                     assignment_type__in=list(GIVEN_AWAY_STATUS))
         ).batch_size(BATCH)
         slots = self._slots_of(staff.id, mine)
         days = [{"day_of_week": day,
@@ -72,7 +75,7 @@ class TimetableViews(SchoolService):
             if assignment.staff_id == staff_id:
                 slots[key] = (OWN_STATUS[assignment.assignment_type], assignment)
             else:
-                slots.setdefault(key, ("altered_sent", assignment))
+                slots.setdefault(key, (GIVEN_AWAY_STATUS[assignment.assignment_type], assignment))
         return slots
 
     @staticmethod

@@ -79,6 +79,30 @@ def test_settings_default_and_admin_changes_them(client, world):
     assert bad.status_code == 422
 
 
+def test_a_working_day_with_assignments_cannot_be_removed(client, world):
+    url, headers = world.url("/timetable/settings"), world.headers("admin")
+    period = make_periods(client, world, count=1)[0]
+    assert assign(client, world, world.staff, period, day=TUESDAY).status_code == 201
+    refused = client.put(url, json={"working_days": [0, 2, 3, 4]}, headers=headers)
+    assert refused.status_code == 409
+    assert refused.json["error"]["code"] == "day_in_use"
+    assert "Tuesday" in refused.json["error"]["message"]
+    assert client.get(url, headers=headers).json["working_days"] == [0, 1, 2, 3, 4]
+    fewer = client.put(url, json={"working_days": [1, 2, 3]}, headers=headers)
+    assert fewer.status_code == 200 and fewer.json["working_days"] == [1, 2, 3]
+
+
+def test_switching_overlapping_off_guards_the_bookings_made_meanwhile(client, world):
+    url, headers = world.url("/timetable/settings"), world.headers("admin")
+    client.put(url, json={"allow_overlapping_assignments": True}, headers=headers)
+    period = make_periods(client, world, count=1)[0]
+    assert assign(client, world, world.staff, period).status_code == 201
+    client.put(url, json={"allow_overlapping_assignments": False}, headers=headers)
+    again = assign(client, world, world.staff2, period)
+    assert (again.status_code, again.json["error"]["code"]) == (409, "class_taken")
+    assert audited(world, "restore_claims", "timetable_assignment") == 1
+
+
 def test_period_duration_is_computed_and_rules_hold(client, world):
     url, headers = world.url("/timetable/periods"), world.headers("admin")
     first = client.post(url, json={"period_number": 1, "period_name": "First",
@@ -301,7 +325,9 @@ def test_scenario_5_admin_override_moves_the_period_at_once(client, world):
     assert response.json["original_staff_id"] == str(world.staff.id)
     assert response.json["override_notes"] == "Cover for leave"
     assert slot(grid(client, world, staff_c), MONDAY, period)["status"] == "overridden"
-    assert slot(grid(client, world, world.staff), MONDAY, period)["status"] == "empty"
+    given_away = slot(grid(client, world, world.staff), MONDAY, period)
+    assert given_away["status"] == "overridden"
+    assert given_away["assignment"]["staff_id"] == str(staff_c.id)
     assert any("Carla" in m for m in notifications_of(world.staff, "override"))
     assert notifications_of(staff_c, "override")
     assert audited(world, "override", "timetable_assignment") == 1
