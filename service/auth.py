@@ -27,7 +27,7 @@ class Authenticator:
         self._refuse_if_throttled(email)
         user = User.objects(email=email, is_active=True).first()
         if user is None or not verify_password(password, user.password_hash):
-            self._count_failure(email)
+            self._count_failure(email, user)
             raise Unauthorized(BAD_CREDENTIALS, code="bad_credentials")
         LoginFailure.objects(email=email).delete()
         return user
@@ -64,5 +64,10 @@ class Authenticator:
             raise TooManyRequests(
                 f"Too many failed logins for this account; try again in {wait} seconds.", wait)
 
-    def _count_failure(self, email: str) -> None:
+    def _count_failure(self, email: str, user: User | None) -> None:
+        """Count the failure for the throttle; a failure on a real account also goes to its
+        school's trail (an unknown email has no school to tell)."""
         LoginFailure(email=email).save()
+        if user is not None:
+            caller = Actor(user_id=None, role="anonymous", company_id=user.company_id)
+            audit.record(caller, user.school_id, "login_failed", "user", user.id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from documents.audit import Notification
 from documents.base import utcnow
+from service import audit
 from service.context import Actor
 from service.errors import NotFound
 from service.ids import object_id
@@ -35,10 +36,14 @@ class Inbox:
         return paginate(items.order_by("-created_at", "-id"), page, page_size)
 
     def mark_read(self, notification_id) -> Notification:
+        """Mark one of the caller's notifications read; audited the first time only."""
         nid = object_id(notification_id, "notification")
-        Notification.objects(id=nid, user_id=self.actor.user_id, read_at=None).update_one(
-            set__read_at=utcnow())
+        changed = Notification.objects(id=nid, user_id=self.actor.user_id,
+                                       read_at=None).update_one(set__read_at=utcnow())
         notification = Notification.objects(id=nid, user_id=self.actor.user_id).first()
         if notification is None:
             raise NotFound(f"No notification with id {notification_id!r}.")
+        if changed:
+            audit.record(self.actor, notification.school_id, "mark_read", "notification", nid,
+                         after={"read_at": notification.read_at})
         return notification

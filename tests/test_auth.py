@@ -120,6 +120,15 @@ def test_repeated_bad_logins_are_refused_with_429_and_retry_after(client, teache
     assert blocked.json["error"]["code"] == "too_many_requests"
 
 
+def test_failed_logins_on_an_account_show_in_its_schools_trail(client, world, teacher):
+    login(client, teacher.email, "wrong-password")
+    login(client, "nobody@example.test", "wrong-password")
+    trail = client.get(world.url("/audit?action=login_failed"),
+                       headers=world.headers("admin")).json
+    assert [(e["entity_id"], e["actor_role"], e["actor_id"]) for e in trail["items"]] == [
+        (str(teacher.id), "anonymous", None)]
+
+
 def test_the_block_lifts_a_minute_after_the_latest_failure(client, teacher):
     from datetime import timedelta
 

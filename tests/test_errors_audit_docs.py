@@ -114,6 +114,12 @@ def test_notifications_are_the_callers_own_and_can_be_read(client, world):
     read = client.post(f"/api/v1/notifications/{note.id}/read", headers=headers)
     assert read.status_code == 200 and read.json["read_at"]
     assert client.get("/api/v1/notifications?unread=true", headers=headers).json["total"] == 0
+    again = client.post(f"/api/v1/notifications/{note.id}/read", headers=headers)
+    assert again.json["read_at"] == read.json["read_at"]
+    trail = client.get(world.url(f"/audit?entity_type=notification&entity_id={note.id}"),
+                       headers=world.headers("admin")).json
+    assert [(e["action"], e["actor_id"]) for e in trail["items"]] == [
+        ("mark_read", str(world.staff.id))]
 
 
 def test_openapi_spec_lists_every_route(app, client):
