@@ -184,12 +184,18 @@ def create_team(ctx, body, project_id):
     return ProjectTeams(ctx).create(project_id, body.get("team_id"), body.get("team_name"))
 
 
+class TeamListArgs(PageArgs):
+    latest = fields.Boolean(load_default=False, metadata={
+        "description": "only the newest version of each team (the one evaluations use)"})
+
+
 @blp.route("/<school_id>/projects/<project_id>/teams", methods=["GET"])
-@blp.arguments(PageArgs, location="query")
+@blp.arguments(TeamListArgs, location="query")
 @blp.response(200, page_of(ProjectTeamSchema))
 @school_route(module=MODULE)
 def list_teams(ctx, args, project_id):
-    """Every version of the project's teams with members; a student sees only theirs."""
+    """Every version of the project's teams with members (`latest=true`: the newest of
+    each); a student sees only theirs."""
     return ProjectTeams(ctx).list(project_id, **args)
 
 

@@ -188,13 +188,19 @@ class ProjectTeams(RosterService):
                                    {"team_id": ["Not a group of this school."]})
         return group
 
-    def list(self, project_id, page: int = 1, page_size: int = 50) -> Page:
+    def list(self, project_id, latest: bool = False, page: int = 1,
+             page_size: int = 50) -> Page:
         """A project's teams with their members' names: one query for the names of every
-        member of the page, whatever the number of teams."""
+        member of the page, whatever the number of teams. `latest`: only the newest version
+        of each team, the one future evaluations use."""
         project = self.project(project_id)
         teams = self.visible_teams().filter(project_id=project.id).order_by(
             "display_name_at_time", "lineage", "version").batch_size(10000)
-        found = paginate(teams, page, page_size)
+        if latest:
+            newest = {team.lineage: team for team in teams}
+            found = paginate_list([t for t in teams if newest[t.lineage] is t], page, page_size)
+        else:
+            found = paginate(teams, page, page_size)
         names = self.names_of(uid for team in found.items for uid in team.member_ids)
         found.items = [team_dict(team, names) for team in found.items]
         return found

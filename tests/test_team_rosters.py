@@ -196,6 +196,11 @@ def test_versions_number_from_the_latest_of_the_lineage(client, world, project):
     assert (v2["version"], v3["version"]) == (2, 3)
     listed = get(client, world, f"/projects/{project.id}/teams").json
     assert [t["version"] for t in listed["items"]] == [1, 2, 3]
+    other = make_team(client, world, project, team_name="Band")
+    latest = get(client, world, f"/projects/{project.id}/teams?latest=true").json
+    assert [(t["id"], t["version"]) for t in latest["items"]] == [(other["id"], 1),
+                                                                  (v3["id"], 3)]
+    assert latest["total"] == 2
 
 
 def test_linking_a_team_of_another_project_is_422(client, world, people, project):
