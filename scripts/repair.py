@@ -17,15 +17,17 @@ from service.timetable_alterations import AlterationRequests
 from service.weekly_groups import WeeklyGroups
 
 
-def repair_school(school: School) -> list[str]:
-    """Run every repair of the modules switched on for this school; lines saying what was
-    fixed."""
+def repair_school(school: School) -> tuple[list[str], list[str]]:
+    """Run every repair of the modules switched on for this school: lines saying what was
+    fixed, and lines naming what only an admin can resolve."""
     ctx = school_context(SYSTEM, school.id)
-    fixed = []
+    fixed, to_resolve = [], []
     if "timetable" in ctx.modules:
         settled = AlterationRequests(ctx).repair_interrupted()
         fixed += [f"alteration request {r.id} settled as {r.status}" for r in settled]
-        fixed += Assignments(ctx).restore_claims()
+        restored, clashes = Assignments(ctx).restore_claims()
+        fixed += restored
+        to_resolve += clashes
     if "weekly_groups" in ctx.modules:
         groups = WeeklyGroups(ctx)
         for program_id in Program.objects.for_school(school.id).scalar("id"):
@@ -33,20 +35,24 @@ def repair_school(school: School) -> list[str]:
                 fixed.append(f"program {program_id}: {seat['released_seats']} orphan seat(s) "
                              f"released in group {seat['group_id']}, week "
                              f"{seat['week_number']}")
-    return fixed
+    return fixed, to_resolve
 
 
 def run_repair(school_code: str | None, echo) -> int:
+    """Exit code 0, or 1 when something is left for an admin, 2 for an unknown school."""
     schools = School.objects(code=school_code) if school_code else School.objects.order_by("code")
     if school_code and not schools.count():
         echo(f"error: no school with code {school_code!r}")
         return 2
-    total = 0
+    fixed_total = unresolved_total = 0
     for school in schools:
-        fixed = repair_school(school)
-        total += len(fixed)
-        echo(f"{school.code}: {len(fixed)} fixed")
+        fixed, to_resolve = repair_school(school)
+        fixed_total += len(fixed)
+        unresolved_total += len(to_resolve)
+        echo(f"{school.code}: {len(fixed)} fixed, {len(to_resolve)} to resolve")
         for line in fixed:
-            echo(f"  {line}")
-    echo(f"{total} fixed in {schools.count()} school(s)")
-    return 0
+            echo(f"  fixed: {line}")
+        for line in to_resolve:
+            echo(f"  to resolve: {line}")
+    echo(f"{fixed_total} fixed, {unresolved_total} to resolve in {schools.count()} school(s)")
+    return 1 if unresolved_total else 0

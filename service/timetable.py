@@ -474,19 +474,20 @@ class Assignments(SchoolService):
         self.audit(action, "timetable_assignment", assignment.id,
                    before=assignment_summary(assignment))
 
-    def restore_claims(self) -> list[str]:
-        """Repair: give every assignment the class and room claims it lacks; lines saying
-        what was restored, or which assignments double-book a class or room."""
+    def restore_claims(self) -> tuple[list[str], list[str]]:
+        """Repair: give every assignment the class and room claims it lacks. Lines saying
+        what was restored, and lines naming the double bookings an admin has to resolve
+        (they are in the conflicts report too)."""
         if settings_for_reading(self.school_id).allow_overlapping_assignments:
-            return []
+            return [], []
         restored, clashing = SlotClaims(self.school_id).restore_missing()
         if restored:
             self.audit("restore_claims", "timetable_assignment",
                        after={"claims": [c.id for c in restored]})
         return ([f"{c.kind} {c.key!r} claimed again for assignment {c.assignment_id}"
-                 for c in restored]
-                + [f"double booking: assignment {c.assignment_id} teaches {c.kind} {c.key!r} "
-                   f"in a slot where another assignment holds it" for c in clashing])
+                 for c in restored],
+                [f"double booking: assignment {c.assignment_id} teaches {c.kind} {c.key!r} "
+                 f"in a slot where another assignment holds it" for c in clashing])
 
     # override
 

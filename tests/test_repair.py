@@ -36,7 +36,7 @@ def test_orphan_seats_of_a_crashed_move_are_released_and_young_ones_kept(world):
     assert any("1 orphan seat(s) released" in line for line in lines)
     lines.clear()
     assert run_repair(world.school.code, lines.append) == 0
-    assert lines[-1] == "0 fixed in 1 school(s)"
+    assert lines[-1] == "0 fixed, 0 to resolve in 1 school(s)"
 
 
 def test_an_unknown_school_code_is_exit_2(world):
@@ -58,18 +58,18 @@ def test_assignments_lacking_claims_get_them_back_and_clashes_are_reported(world
                          school_id=world.school.id, kind="room", key="r1",
                          assignment_id=ObjectId()).save()
     lines = []
-    assert run_repair(world.school.code, lines.append) == 0
-    assert any(f"class '7a' claimed again for assignment {booked.id}" in line for line in lines)
-    assert any(f"double booking: assignment {booked.id} teaches room 'r1'" in line
-               for line in lines)
+    assert run_repair(world.school.code, lines.append) == 1  # a clash is left for an admin
+    assert f"  fixed: class '7a' claimed again for assignment {booked.id}" in lines
+    assert any(line.startswith(f"  to resolve: double booking: assignment {booked.id} "
+                               f"teaches room 'r1'") for line in lines)
     assert SlotClaim.objects.get(id=intruder.id).assignment_id == intruder.assignment_id
     with pytest.raises(Conflict) as refused:
         assignments.create(world.staff2.id, period, 0, [{"class_id": "7a", "subject": "Art"}])
     assert refused.value.code == "class_taken"
     lines.clear()
-    assert run_repair(world.school.code, lines.append) == 0
-    assert lines[-1].endswith("1 fixed in 1 school(s)")  # the clash stays until resolved
+    assert run_repair(world.school.code, lines.append) == 1
+    assert lines[-1] == "0 fixed, 1 to resolve in 1 school(s)"  # until an admin resolves it
     intruder.update(set__created_at=utcnow() - timedelta(hours=1))  # its writer crashed
     assert run_repair(world.school.code, lines.append) == 0
     assert SlotClaim.objects.get(id=intruder.id).assignment_id == booked.id
-    assert "room 'r1' claimed again" in lines[-2]
+    assert lines[-1] == "1 fixed, 0 to resolve in 1 school(s)"
