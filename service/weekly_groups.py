@@ -770,8 +770,8 @@ def import_students(ctx: SchoolContext, rows: list[Row], dry_run: bool) -> list[
             results[row.line] = outcome
         else:
             writes.append((row, *outcome))
-    failed = {} if dry_run else _bulk_failures(ProgramStudent._get_collection(),
-                                               [op for _, _, op, _ in writes])
+    failed, created_ids = ({}, {}) if dry_run else _bulk_upsert(
+        ProgramStudent._get_collection(), [op for _, _, op, _ in writes])
     events = []
     for index, (row, before, _, changes) in enumerate(writes):
         key = row.values["customer_id"]
@@ -781,7 +781,7 @@ def import_students(ctx: SchoolContext, rows: list[Row], dry_run: bool) -> list[
         results[row.line] = RowResult(row.line, UPDATED if before else CREATED, key=key)
         events.append(audit.audit_event(
             ctx.actor, ctx.school_id, "import_update" if before else "import_create",
-            "program_student", before["_id"] if before else None,
+            "program_student", before["_id"] if before else created_ids.get(index),
             before={f: before.get(f) for f in changes} if before else None,
             after={"customer_id": key, **changes}))
     if not dry_run:
@@ -1009,10 +1009,19 @@ def _membership_key(row: Row) -> str:
     return f"{values['program']}/{values['week_number']}/{values['customer_id']}"
 
 
-def _bulk_failures(collection, operations: list) -> dict[int, str]:
-    """Apply the batch; answer the operations that failed (by index) with the reason."""
+def _bulk_upsert(collection, operations: list) -> tuple[dict[int, str], dict[int, ObjectId]]:
+    """Apply the batch of upserts: the operations that failed (by index) with the reason,
+    and the ids of the documents it created (by index)."""
     if not operations:
-        return {}
+        return {}, {}
+    try:
+        return {}, collection.bulk_write(operations, ordered=False).upserted_ids
+    except BulkWriteError as exc:
+        failed = {error["index"]: ("customer_id taken meanwhile"
+                                   if error.get("code") == DUPLICATE_KEY
+                                   else f"not written: {error.get('errmsg', 'database error')}")
+                  for error in exc.details.get("writeErrors", [])}
+        return failed, {u["index"]: u["_id"] for u in exc.details.get("upserted", [])}
     try:
         collection.bulk_write(operations, ordered=False)
     except BulkWriteError as exc:
