@@ -41,14 +41,14 @@ def audit_event(actor: Actor, school_id, action: str, entity_type: str, entity_i
     )
 
 
-def bulk_event(actor: Actor, school_id, action: str, entity_type: str, entity_ids,
-               after=None) -> AuditEvent:
+def bulk_event(actor: Actor, school_id, action: str, entity_type: str,
+               entity_ids) -> AuditEvent:
     """One event for the many documents a bulk write created: their ids, and their count."""
     ids = [str(entity_id) for entity_id in entity_ids]
     return AuditEvent(
         school_id=school_id, company_id=actor.company_id, actor_id=actor.user_id,
         actor_role=actor.role, action=action, entity_type=entity_type, entity_ids=ids,
-        after={"count": len(ids), **summarize(after or {})},
+        after={"count": len(ids)},
     )
 
 

@@ -42,6 +42,7 @@ from documents.timetable import (
     SlotClaim,
     TimetableSettings,
     claim_id,
+    claim_ids,
     claim_key,
     claim_keys,
 )
@@ -107,8 +108,13 @@ def claim_document(assignment: dict, kind: str, key: str, now) -> dict:
 
 def class_keys(classes: list[dict]) -> set[tuple[str, str]]:
     """`claim_keys` of stored class dicts."""
-    return claim_keys([SimpleNamespace(class_id=c["class_id"], room_number=c.get("room_number"))
-                       for c in classes])
+    return claim_keys(_class_infos(classes))
+
+
+def _class_infos(classes: list[dict]) -> list[SimpleNamespace]:
+    """Stored class dicts shaped like ClassInfo, for the claim helpers of documents/."""
+    return [SimpleNamespace(class_id=c["class_id"], room_number=c.get("room_number"))
+            for c in classes]
 
 
 @dataclass
@@ -476,8 +482,9 @@ class ClaimWriter:
 
 
 def _backed(claim: dict, assignment: dict | None) -> bool:
-    return assignment is not None and claim["_id"] in {
-        _claim_id_of(assignment, *k) for k in class_keys(assignment.get("classes", []))}
+    return assignment is not None and claim["_id"] in claim_ids(
+        assignment["school_id"], assignment["day_of_week"], assignment["period_id"],
+        _class_infos(assignment.get("classes", [])))
 
 
 def _claim_id_of(assignment: dict, kind: str, key: str) -> str:
