@@ -4,11 +4,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test test-fast test-ferretdb ferretdb lint fuzz loadtest faults bench bench-import bench-tracks clean help
+.PHONY: run test test-fast test-embedded lint fuzz loadtest faults bench bench-import bench-tracks clean help
 
 help:
-	@echo "make run        serve the API on http://127.0.0.1:8000 (embedded FerretDB under var/)"
-	@echo "make test       the whole suite: mongomock, then again against a throwaway FerretDB"
+	@echo "make run        serve the API on http://127.0.0.1:8000 (embedded SecantusDB under var/db)"
+	@echo "make test       the whole suite: mongomock, then again against a throwaway SecantusDB"
 	@echo "make test-fast  mongomock only (seconds)"
 	@echo "make lint       ruff"
 	@echo "make fuzz       a longer schemathesis run against the live service"
@@ -19,44 +19,40 @@ help:
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,embedded]'
 	touch $(STAMP)
 
-# Builds FerretDB into ~/.cache/rota once per machine; without Go it says so and goes on.
-ferretdb: $(STAMP)
-	@$(PY) -m scripts.ferretdb || echo "FerretDB unavailable: the FerretDB half of the tests will skip; 'make run' falls back to mongomock."
-
-run: $(STAMP) ferretdb
+run: $(STAMP)
 	$(VENV)/bin/rota serve
 
-test: test-fast test-ferretdb
+test: test-fast test-embedded
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not integration"
 
-test-ferretdb: $(STAMP) ferretdb
-	$(PY) -m pytest -q --backend=ferretdb
+test-embedded: $(STAMP)
+	$(PY) -m pytest -q --backend=embedded
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check api service documents scripts tests
 
-fuzz: $(STAMP) ferretdb
+fuzz: $(STAMP)
 	$(PY) -m scripts.fuzz --max-examples 300
 
-loadtest: $(STAMP) ferretdb
+loadtest: $(STAMP)
 	$(PY) -m scripts.loadtest --seconds 60
 
-faults: $(STAMP) ferretdb
+faults: $(STAMP)
 	$(PY) -m scripts.loadtest --seconds 30 --fault db-stop
 	$(PY) -m scripts.loadtest --seconds 30 --fault kill-worker
 
-bench: $(STAMP) ferretdb
+bench: $(STAMP)
 	$(PY) -m scripts.bench
 
-bench-import: $(STAMP) ferretdb
+bench-import: $(STAMP)
 	$(PY) -m scripts.bench_import
 
-bench-tracks: $(STAMP) ferretdb
+bench-tracks: $(STAMP)
 	$(PY) -m scripts.bench_tracks
 
 clean:

@@ -46,10 +46,6 @@ def create_app(overrides: dict | None = None) -> Flask:
         except ConnectionFailure as exc:
             # Start anyway: requests answer 503 until the database is back.
             log.warning("could not create indexes, database unreachable: %s", exc)
-    if app.config["ROTA_SEED_DEMO"]:
-        from scripts.seed_demo import seed
-
-        seed(log=log.warning)
     init_security(app)
     api = RotaApi(app)
     for module in blueprint_modules():

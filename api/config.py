@@ -49,7 +49,6 @@ def load(overrides: dict | None = None) -> dict:
         "MONGODB_URI": os.environ.get("MONGODB_URI", "mongomock://localhost/rota"),
         "ROTA_CREATE_INDEXES": os.environ.get("ROTA_CREATE_INDEXES", "1") == "1",
         # In-process mongomock starts empty in every process: load the demo so there is a login.
-        "ROTA_SEED_DEMO": os.environ.get("ROTA_SEED_DEMO", "0") == "1",
         "JWT_ACCESS_TOKEN_EXPIRES": timedelta(
             minutes=int(os.environ.get("ROTA_ACCESS_TOKEN_MINUTES", "15"))),
         "JWT_REFRESH_TOKEN_EXPIRES": timedelta(days=30),

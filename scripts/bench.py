@@ -6,7 +6,7 @@
 2. The nightly import against raw PyMongo `insert_many` (scripts/bench_import.py).
 3. The load test's throughput (scripts/loadtest.py, shorter run).
 
-Everything runs on throwaway embedded FerretDB servers. The figures are printed as a table and
+Everything runs on throwaway embedded SecantusDB servers. The figures are printed as a table and
 written to var/bench.json.
 """
 
@@ -113,11 +113,11 @@ def measure_reads(factor: int, log) -> dict:
     from api import create_app
     from api.security import issue_tokens
     from documents.accounts import School, User
-    from scripts import ferretdb
+    from scripts import embedded
     from scripts.seed_demo import SCHOOLS, seed
 
     work = Path(tempfile.mkdtemp(prefix="rota-bench-"))
-    server = ferretdb.start(work / "db")
+    server = embedded.start(work / "db")
     try:
         app = create_app({"MONGODB_URI": server.uri + "rota_bench",
                           "JWT_SECRET_KEY": secrets.token_urlsafe(32)})

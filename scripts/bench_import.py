@@ -1,7 +1,7 @@
 """The import throughput benchmark: `python -m scripts.bench_import` (or `make bench-import`).
 
 Generates ROWS assignment rows (one class and one room each) for a school with enough staff
-and periods, starts a throwaway embedded FerretDB, imports the rows through `run_import` (the
+and periods, starts a throwaway embedded SecantusDB, imports the rows through `run_import` (the
 code path of `rota import`), then inserts the same documents the import stored (assignments,
 their class and room claims, the audit events) with raw PyMongo `insert_many` into a fresh
 database with the same indexes, and prints the times and the ratio. Target: ratio <= 2.0.
@@ -27,7 +27,7 @@ from documents.accounts import Company, ModuleSwitches, School, User
 from documents.audit import AuditEvent
 from documents.connection import connect, disconnect, ensure_indexes
 from documents.timetable import Assignment, SlotClaim
-from scripts import ferretdb
+from scripts import embedded
 from scripts.importer import run_import
 from service.context import SYSTEM
 from service.import_timetable import ENTITY
@@ -48,7 +48,7 @@ def main() -> int:
     args = parser.parse_args()
     try:
         figures = measure(args.rows, args.batch_size, log=print)
-    except (ferretdb.FerretDBUnavailable, RuntimeError) as exc:
+    except (embedded.EmbeddedUnavailable, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print_table(figures)
@@ -56,9 +56,9 @@ def main() -> int:
 
 
 def measure(rows: int = ROWS, batch_size: int = 1000, log=print) -> dict:
-    """Import `rows` rows on a throwaway FerretDB, then raw-insert the same documents."""
+    """Import `rows` rows on a throwaway SecantusDB, then raw-insert the same documents."""
     data_dir = Path(tempfile.mkdtemp(prefix="rota-bench-import-"))
-    server = ferretdb.start(data_dir / "db")
+    server = embedded.start(data_dir / "db")
     try:
         return run(server.uri, data_dir, rows, batch_size, log)
     finally:

@@ -2,7 +2,7 @@
 
     python -m scripts.bench_tracks [--students 10000] [--instructors 40]
 
-Starts a throwaway embedded FerretDB, enrols the students on one instructor of a track (so
+Starts a throwaway embedded SecantusDB, enrols the students on one instructor of a track (so
 that balancing has real work), balances them over all instructors, and prints per size the
 database round trips (which must not grow with the number of students: bulk writes) and the
 time against raw PyMongo doing the same writes (`insert_many` of the same enrolment documents,
@@ -26,7 +26,7 @@ from documents.accounts import Company, ModuleSwitches, School, User
 from documents.base import utcnow
 from documents.connection import ROUND_TRIPS, connect, disconnect, ensure_indexes
 from documents.tracks import TrackEnrolment
-from scripts import ferretdb
+from scripts import embedded
 from service.context import Actor, SchoolContext
 from service.projects import Projects
 from service.tracks import Tracks, balance_moves
@@ -113,7 +113,7 @@ def raw_pymongo(ctx, students, staff, moves) -> tuple[float, float]:
 
 def print_table(results: list[dict], instructors: int) -> None:
     print(f"\nTracks bench: students enrolled on one instructor, then balanced over "
-          f"{instructors} instructors (embedded FerretDB)\n")
+          f"{instructors} instructors (embedded SecantusDB)\n")
     header = (f"{'students':>9} | {'step':<8} | {'round trips':>11} | {'manager s':>9} | "
               f"{'raw pymongo s':>13} | {'ratio':>6}")
     print(header)
@@ -146,7 +146,7 @@ def main() -> None:
     parser.add_argument("--instructors", type=int, default=40)
     args = parser.parse_args()
     data_dir = Path(tempfile.mkdtemp(prefix="rota-bench-tracks-"))
-    server = ferretdb.start(data_dir)
+    server = embedded.start(data_dir)
     try:
         connect(server.uri + "rota_bench")
         ensure_indexes(all_documents())

@@ -11,11 +11,10 @@ from pathlib import Path
 
 import click
 
-from scripts import ferretdb
+from scripts import embedded
 from service.imports import IMPORTERS as IMPORT_KINDS
 
 DEFAULT_DB_PORT = 27117
-MOCK_URI = "mongomock://localhost/rota"
 
 
 def var_dir() -> Path:
@@ -29,28 +28,21 @@ def warn(message: str) -> None:
 
 
 @contextmanager
-def database(db_port: int = DEFAULT_DB_PORT, allow_mock: bool = False):
-    """The database URI for a command: MONGODB_URI when set, else the embedded FerretDB
+def database(db_port: int = DEFAULT_DB_PORT):
+    """The database URI for a command: MONGODB_URI when set, else the embedded SecantusDB
     (reused when already running on its port, started for the command's span otherwise)."""
     uri = os.environ.get("MONGODB_URI")
     if uri:
         yield uri
         return
-    embedded = f"mongodb://127.0.0.1:{db_port}/rota"
-    if _answers(embedded):
-        yield embedded
+    running = f"mongodb://127.0.0.1:{db_port}/rota"
+    if _answers(running):
+        yield running
         return
     try:
-        server = ferretdb.start(var_dir() / "ferretdb", port=db_port, log=warn)
-    except ferretdb.FerretDBUnavailable as exc:
-        if not allow_mock:
-            raise click.ClickException(f"No database: {exc}") from None
-        warn(f"WARNING: embedded FerretDB unavailable ({exc}).\n"
-             "WARNING: serving on in-process mongomock with ONE worker: NOTHING PERSISTS.\n"
-             "WARNING: the demo data is loaded; sign in as admin@demo-north.demo.test with "
-             "password demo-password.")
-        yield MOCK_URI
-        return
+        server = embedded.start(var_dir() / "db", port=db_port, log=warn)
+    except embedded.EmbeddedUnavailable as exc:
+        raise click.ClickException(f"No database: {exc}") from None
     try:
         yield server.uri + "rota"
     finally:
@@ -88,7 +80,7 @@ def main():
 @click.option("--port", default=8000, show_default=True)
 @click.option("--workers", default=4, show_default=True, help="gunicorn worker processes")
 @click.option("--db-port", default=DEFAULT_DB_PORT, show_default=True,
-              help="port of the embedded FerretDB (ignored with MONGODB_URI)")
+              help="port of the embedded SecantusDB (ignored with MONGODB_URI)")
 def serve(host, port, workers, db_port):
     """Serve the API with gunicorn; starts the embedded database unless MONGODB_URI is set."""
     from api.config import jwt_secret
@@ -98,30 +90,44 @@ def serve(host, port, workers, db_port):
         jwt_secret(environment)
     except RuntimeError as exc:
         raise click.ClickException(str(exc)) from None
-    with database(db_port, allow_mock=True) as uri:
-        mock = uri.startswith("mongomock://")
-        if not mock:
-            connect(uri)
-        env = {**os.environ, "MONGODB_URI": uri, "ROTA_CREATE_INDEXES": "1" if mock else "0",
-               "ROTA_SEED_DEMO": "1" if mock else "0"}
+    with database(db_port) as uri:
+        connect(uri)
+        _seed_demo_when_empty()
+        env = {**os.environ, "MONGODB_URI": uri, "ROTA_CREATE_INDEXES": "0"}
         cmd = [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}",
-               "--workers", "1" if mock else str(workers), "--timeout", "60",
+               "--workers", str(workers), "--timeout", "60",
                "--graceful-timeout", "10", "--access-logfile", "-", "api:create_app()"]
         click.echo(f"Rota API on http://{host}:{port}/api/v1 (docs: /api/v1/docs); "
                    f"database {uri}. Ctrl-C stops it.")
-        _run_until_interrupted(cmd, env)
+        _run_until_stopped(cmd, env)
 
 
-def _run_until_interrupted(cmd, env) -> None:
+def _seed_demo_when_empty() -> None:
+    """A new database gets the demo data once, here, before any worker starts."""
+    from documents.accounts import Company
+    from scripts.seed_demo import PASSWORD, seed
+
+    if Company.objects.first() is not None:
+        return
+    logins = seed(log=click.echo)
+    click.echo(f"Demo logins (password {PASSWORD}): " + ", ".join(email for _, email in logins))
+
+
+def _run_until_stopped(cmd, env) -> None:
+    """Run gunicorn until it exits or this process gets SIGINT or SIGTERM; then stop it
+    gracefully, so the caller's `finally` stops the embedded database after it."""
     process = subprocess.Popen(cmd, env=env)
+
+    def forward(signum, _frame):
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         process.wait()
-    except KeyboardInterrupt:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     if process.returncode not in (0, -signal.SIGTERM, None):
         raise SystemExit(process.returncode)
 
@@ -129,13 +135,13 @@ def _run_until_interrupted(cmd, env) -> None:
 @main.command()
 @click.option("--db-port", default=DEFAULT_DB_PORT, show_default=True)
 def db(db_port):
-    """Run the embedded FerretDB alone (data under var/ferretdb) until Ctrl-C."""
+    """Run the embedded SecantusDB alone (data under var/db) until Ctrl-C."""
     try:
-        server = ferretdb.start(var_dir() / "ferretdb", port=db_port, log=warn)
-    except ferretdb.FerretDBUnavailable as exc:
+        server = embedded.start(var_dir() / "db", port=db_port, log=warn)
+    except embedded.EmbeddedUnavailable as exc:
         raise click.ClickException(str(exc)) from None
     connect(server.uri + "rota")
-    click.echo(f"FerretDB {ferretdb.FERRETDB_VERSION} on {server.uri}rota. Ctrl-C stops it.")
+    click.echo(f"SecantusDB on {server.uri}rota. Ctrl-C stops it.")
     try:
         server.process.wait()
     except KeyboardInterrupt:

@@ -1,6 +1,6 @@
 """Schemathesis against the running service's own OpenAPI spec: no 5xx, and every response
 matches its documented schema. `python -m scripts.fuzz --max-examples 500` (make fuzz) runs
-on a throwaway FerretDB with the demo data, signed in as a school admin."""
+on a throwaway SecantusDB with the demo data, signed in as a school admin."""
 
 from __future__ import annotations
 
@@ -56,12 +56,12 @@ def main(argv=None) -> int:
     from documents import all_documents
     from documents.accounts import School
     from documents.connection import connect, disconnect, ensure_indexes
-    from scripts import ferretdb
+    from scripts import embedded
     from scripts.live import start_live_server
     from scripts.seed_demo import PASSWORD, SCHOOLS, seed
 
     work = Path(tempfile.mkdtemp(prefix="rota-fuzz-"))
-    database = ferretdb.start(work / "db")
+    database = embedded.start(work / "db")
     uri = database.uri + "rota_fuzz"
     connect(uri)
     ensure_indexes(all_documents())

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import requests
 
-from scripts.ferretdb import free_port
+from scripts.embedded import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 

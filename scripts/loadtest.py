@@ -4,7 +4,7 @@
     python -m scripts.loadtest --seconds 30 --fault db-stop
     python -m scripts.loadtest --seconds 30 --fault kill-worker
 
-Starts a throwaway FerretDB and gunicorn with 4 workers on loopback, arranges a school (staff
+Starts a throwaway SecantusDB and gunicorn with 4 workers on loopback, arranges a school (staff
 with timetables, a program with full-ish groups), then many users at once read grids, move
 students, request swaps and accept them until the time is up. Afterwards it prints requests
 served, errors by status, p50/p95 latency and throughput, reads the database and checks: no
@@ -235,7 +235,7 @@ def worker_pids(master_pid: int) -> list[int]:
 
 
 class Environment:
-    """A throwaway FerretDB, the service under gunicorn, and a school with staff tokens."""
+    """A throwaway SecantusDB, the service under gunicorn, and a school with staff tokens."""
 
     def __init__(self, workers: int, log):
         self.workers = workers
@@ -246,10 +246,10 @@ class Environment:
     def __enter__(self) -> Environment:
         from documents import all_documents
         from documents.connection import connect, database_name, ensure_indexes
-        from scripts import ferretdb
+        from scripts import embedded
         from scripts.live import start_live_server
 
-        self.database = ferretdb.start(self.work / "db")
+        self.database = embedded.start(self.work / "db")
         self.uri = self.database.uri + "rota_load"
         connect(self.uri)
         ensure_indexes(all_documents())
@@ -259,7 +259,7 @@ class Environment:
         self.live = start_live_server(self.uri, self.secret, self.work, workers=self.workers)
         connect(self.uri)  # the server start-up used and closed this process's connection
         self.log(f"service on {self.live.base_url} ({self.workers} workers), "
-                 f"FerretDB on port {self.database.port}")
+                 f"SecantusDB on port {self.database.port}")
         return self
 
     def __exit__(self, *exc) -> None:
@@ -267,9 +267,9 @@ class Environment:
         self.database.stop()
 
     def restart_database(self) -> None:
-        from scripts import ferretdb
+        from scripts import embedded
 
-        self.database = ferretdb.start(self.work / "db", port=self.database.port)
+        self.database = embedded.start(self.work / "db", port=self.database.port)
 
     def scenario(self, staff_count: int, scenario_class) -> Scenario:
         from api import create_app

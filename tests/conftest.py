@@ -1,8 +1,8 @@
 """Fixtures for every area: backends, app and client, a populated world, round trips, and a
-live multi-worker server on FerretDB for concurrency tests.
+live multi-worker server on the embedded SecantusDB for concurrency tests.
 
     pytest                      fast run on in-process mongomock (integration tests skip)
-    pytest --backend=ferretdb   the same tests over TCP against a throwaway FerretDB, plus
+    pytest --backend=embedded   the same tests over TCP against a throwaway SecantusDB, plus
                                 the integration tests (gunicorn, several workers)
 """
 
@@ -10,10 +10,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import shutil
-import tempfile
-from pathlib import Path
-
 import pytest
 
 from tests.helpers import LiveServer, World, start_live_server
@@ -23,14 +19,14 @@ _db_names = itertools.count()
 
 
 def pytest_addoption(parser):
-    parser.addoption("--backend", choices=["mongomock", "ferretdb"], default="mongomock",
+    parser.addoption("--backend", choices=["mongomock", "embedded"], default="mongomock",
                      help="database for the tests (make test runs both)")
 
 
 def pytest_collection_modifyitems(config, items):
-    if config.getoption("--backend") == "ferretdb":
+    if config.getoption("--backend") == "embedded":
         return
-    skip = pytest.mark.skip(reason="needs the FerretDB server: run with --backend=ferretdb "
+    skip = pytest.mark.skip(reason="needs the embedded server: run with --backend=embedded "
                                    "(make test does)")
     for item in items:
         if "integration" in item.keywords:
@@ -43,34 +39,28 @@ def backend(request) -> str:
 
 
 @pytest.fixture(scope="session")
-def ferretdb_server(backend):
-    """A throwaway FerretDB on a free port for the whole run (ferretdb backend only)."""
-    if backend != "ferretdb":
+def database_server(backend):
+    """A throwaway SecantusDB on a free port for the whole run (embedded backend only)."""
+    if backend != "embedded":
         yield None
         return
-    from scripts import ferretdb
+    from scripts import embedded
 
-    data_dir = Path(tempfile.mkdtemp(prefix="rota-test-ferretdb-"))
-    try:
-        server = ferretdb.start(data_dir)
-    except ferretdb.FerretDBUnavailable as exc:
-        shutil.rmtree(data_dir, ignore_errors=True)
-        pytest.skip(f"FerretDB unavailable, integration half skipped: {exc}")
+    server = embedded.start(None)
     yield server
     server.stop()
-    shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture
-def database_uri(backend, ferretdb_server):
+def database_uri(backend, database_server):
     if backend == "mongomock":
         yield "mongomock://localhost/rota_test"
         return
     name = f"rota_test_{os.getpid()}_{next(_db_names)}"
-    yield ferretdb_server.uri + name
+    yield database_server.uri + name
     import pymongo
 
-    client = pymongo.MongoClient(ferretdb_server.uri)
+    client = pymongo.MongoClient(database_server.uri)
     client.drop_database(name)
     client.close()
 
@@ -120,11 +110,11 @@ def roundtrips():
 
 
 @pytest.fixture(scope="session")
-def live_server(ferretdb_server, tmp_path_factory) -> LiveServer:
-    """The real service under gunicorn with 4 workers on FerretDB (integration tests)."""
-    if ferretdb_server is None:
-        pytest.skip("needs --backend=ferretdb")
-    uri = ferretdb_server.uri + "rota_live"
+def live_server(database_server, tmp_path_factory) -> LiveServer:
+    """The real service under gunicorn with 4 workers on SecantusDB (integration tests)."""
+    if database_server is None:
+        pytest.skip("needs --backend=embedded")
+    uri = database_server.uri + "rota_live"
     server = start_live_server(uri, JWT_SECRET, tmp_path_factory.mktemp("live"))
     yield server
     server.stop()

@@ -10,12 +10,12 @@ JWT = "outage-secret-" + "y" * 40
 
 
 @pytest.mark.integration
-def test_503_while_the_database_is_down_and_recovery_after(tmp_path, ferretdb_server):
+def test_503_while_the_database_is_down_and_recovery_after(tmp_path, database_server):
     from api import create_app
-    from scripts import ferretdb
+    from scripts import embedded
     from tests.helpers import World
 
-    server = ferretdb.start(tmp_path / "db")
+    server = embedded.start(tmp_path / "db")
     app = create_app({"MONGODB_URI": server.uri + "outage", "JWT_SECRET_KEY": JWT,
                       "ROTA_ENV": "test"})
     client = app.test_client()
@@ -33,7 +33,7 @@ def test_503_while_the_database_is_down_and_recovery_after(tmp_path, ferretdb_se
     health = client.get("/api/v1/health")
     assert health.status_code == 503 and health.json["database"] == "unreachable"
 
-    server = ferretdb.start(tmp_path / "db", port=server.port)
+    server = embedded.start(tmp_path / "db", port=server.port)
     try:
         recovered = client.get(world.url("/users"), headers=headers)
         assert recovered.status_code == 200

@@ -1,4 +1,4 @@
-"""A bounded schemathesis run against the live service (gunicorn + FerretDB) as a school
+"""A bounded schemathesis run against the live service (gunicorn + SecantusDB) as a school
 admin: no 5xx, and every response matches its documented schema. `make fuzz` runs longer."""
 
 from __future__ import annotations

@@ -335,7 +335,7 @@ def test_mutations_are_audited_and_members_told_of_the_lock(client, world, proje
 
 def test_listing_teams_with_members_is_a_constant_number_of_round_trips(
         client, world, roundtrips, backend):
-    sizes = (3, 12) if backend == "ferretdb" else (3, 40)
+    sizes = (3, 12) if backend == "embedded" else (3, 40)
     counts = []
     for size in sizes:
         project = make_project(world, name=f"P{size}")

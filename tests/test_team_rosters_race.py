@@ -1,4 +1,4 @@
-"""The team lock and versions under real parallel requests (gunicorn, 4 workers, FerretDB)."""
+"""The team lock and versions under real parallel requests (gunicorn, 4 workers, SecantusDB)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Parallel requests against the live server (gunicorn, several workers, FerretDB): the
+"""Parallel requests against the live server (gunicorn, several workers, SecantusDB): the
 database keeps one owner per period and no double booking, whoever is fastest."""
 
 from __future__ import annotations

@@ -52,7 +52,7 @@ def test_grid_is_three_round_trips_whatever_the_size(client, world, roundtrips, 
     periods = make_periods(client, world, count=8)
     small = fill_school(world, periods, 2)
     small_count = grid_round_trips(client, world, roundtrips, small[0])
-    # 120 staff x 8 periods x 6 days on mongomock; kept smaller over TCP on FerretDB
+    # 120 staff x 8 periods x 6 days on mongomock; kept smaller over TCP on the embedded server
     large = fill_school(world, periods, 118 if backend == "mongomock" else 20)
     large_count = grid_round_trips(client, world, roundtrips, large[-1])
     assert small_count == large_count

@@ -1,4 +1,4 @@
-"""Tracks under real parallel requests: gunicorn with 4 workers on FerretDB."""
+"""Tracks under real parallel requests: gunicorn with 4 workers on SecantusDB."""
 
 from __future__ import annotations
 

@@ -464,7 +464,7 @@ def _big_week(world, students: int, groups: int):
 @pytest.mark.parametrize("students,groups", [(12, 3), (500, 60)])
 def test_week_view_round_trips_do_not_grow(client, world, roundtrips, backend, students,
                                            groups):
-    if backend == "ferretdb" and students > 100:
+    if backend == "embedded" and students > 100:
         pytest.skip("large data on mongomock only (the bound is the same small)")
     program = _big_week(world, students, groups)
     headers = world.headers("staff")

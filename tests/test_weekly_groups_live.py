@@ -1,4 +1,4 @@
-"""Weekly group moves under real concurrency: gunicorn with 4 workers on FerretDB."""
+"""Weekly group moves under real concurrency: gunicorn with 4 workers on SecantusDB."""
 
 from __future__ import annotations
 
