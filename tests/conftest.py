@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import os
+
 import pytest
 
 from tests.helpers import LiveServer, World, start_live_server
