@@ -194,6 +194,37 @@ def run_load(scenario: Scenario, seconds: float, users: int, stats: Stats) -> No
         thread.join(seconds + 30)
 
 
+def run_health(base_url: str, seconds: float, users: int) -> Stats:
+    """The same number of users calling `GET /health` (one database ping each): the ceiling
+    of this stack on this machine, against which the mixed load is read."""
+    stats, deadline = Stats(), time.monotonic() + seconds
+
+    def user():
+        session = requests.Session()
+        while time.monotonic() < deadline and stats.total < MAX_REQUESTS:
+            started = time.monotonic()
+            try:
+                response = session.get(base_url + "/api/v1/health", timeout=15)
+            except requests.RequestException:
+                response = None
+            stats.record("grid", response, time.monotonic() - started)
+
+    threads = [threading.Thread(target=user, daemon=True) for _ in range(users)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(seconds + 30)
+    return stats
+
+
+def figures_of(stats: Stats, seconds: float) -> dict:
+    ordered = sorted(stats.latencies) or [0.0]
+    return {"requests": stats.total, "seconds": seconds,
+            "requests_per_s": stats.total / seconds,
+            "p50_ms": statistics.median(ordered) * 1000,
+            "p95_ms": ordered[max(0, int(len(ordered) * 0.95) - 1)] * 1000}
+
+
 def print_stats(stats: Stats, seconds: float) -> None:
     print(f"\nrequests served: {stats.total} in {seconds:.0f}s "
           f"({stats.total / seconds:.1f}/s)")
@@ -337,8 +368,10 @@ def main(argv=None) -> int:
 
 
 def measure(seconds: float, users: int = 16, workers: int = 4, fault: str | None = None,
-            log=print) -> dict:
-    """Run the load (and the fault, if any); print and return the figures and the verdict."""
+            health_seconds: float = 0, log=print) -> dict:
+    """Run the load (and the fault, if any); print and return the figures and the verdict.
+    With `health_seconds`, the same users then call `/health` alone for that long, and the
+    figures gain `health` and `load_to_health_ratio`."""
     with Environment(workers=workers, log=log) as env:
         scenario = env.scenario(STAFF, Scenario)
         log("arranging the school...")
@@ -352,11 +385,15 @@ def measure(seconds: float, users: int = 16, workers: int = 4, fault: str | None
         run_load(scenario, seconds, users, stats)
         print_stats(stats, seconds)
         ok = env.check(stats, since, workers_before, fault)
-    ordered = sorted(stats.latencies) or [0.0]
-    return {"requests": stats.total, "seconds": seconds, "throughput": stats.total / seconds,
-            "p50_ms": statistics.median(ordered) * 1000,
-            "p95_ms": ordered[max(0, int(len(ordered) * 0.95) - 1)] * 1000,
-            "invariants_ok": ok}
+        figures = {**figures_of(stats, seconds), "invariants_ok": ok}
+        if health_seconds:
+            log(f"\nhealth: {users} users on GET /health for {health_seconds:.0f}s...")
+            health = figures_of(run_health(env.live.base_url, health_seconds, users),
+                                health_seconds)
+            figures["health"] = health
+            figures["load_to_health_ratio"] = (figures["requests_per_s"]
+                                               / max(health["requests_per_s"], 1e-9))
+    return figures
 
 
 if __name__ == "__main__":
