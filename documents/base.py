@@ -1,4 +1,4 @@
-"""What every stored document shares: the tenant query set and UTC timestamps."""
+"""What every stored document shares: the tenant query set, the shard key, UTC timestamps."""
 
 from __future__ import annotations
 
@@ -17,6 +17,24 @@ class SchoolQuerySet(QuerySet):
     def for_school(self, school_id):
         """Every manager query on school-owned data starts here: the tenant wall."""
         return self.filter(school_id=school_id)
+
+
+# The shard key of every school-owned collection on a sharded cluster (`rota shard`). Every
+# index of a school-owned document starts with it, and every query and write filters on it.
+SHARD_KEY = "school_id"
+
+# The collections of documents that belong to no single school, and why: they stay unsharded
+# (on the database's primary shard) and may be read without a school. tests/test_sharding.py
+# checks that every document is either here or `SchoolOwned`.
+UNSHARDED = {
+    "companies": "above schools: a few documents, read by _id",
+    "schools": "the tenants themselves, one per school, read by _id or code on every request",
+    "users": "login finds a person by email across schools (emails are unique everywhere) "
+             "and company admins have no school",
+    "revoked_tokens": "checked by token id before any school is known; expire by TTL",
+    "login_failures": "counted per email before any school is known; expire by TTL",
+    "notifications": "read by their recipient, and a company admin's span schools",
+}
 
 
 class SchoolOwned(Document):

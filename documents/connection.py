@@ -193,17 +193,25 @@ def ensure_indexes(documents) -> None:
     warning; whatever relies on them also filters by time, so nothing depends on them."""
     for document in documents:
         collection = document._get_collection()
-        for spec in document._meta.get("indexes", []):
-            _create_index(collection, spec)
+        for keys, options in declared_indexes(document):
+            _create_index(collection, keys, options)
 
 
-def _create_index(collection, spec) -> None:
-    if isinstance(spec, dict):
-        options = {k: v for k, v in spec.items() if k != "fields"}
-        fields = spec["fields"]
-    else:
-        options, fields = {}, spec
-    keys = [_index_key(field) for field in fields]
+def declared_indexes(document) -> list[tuple[list[tuple[str, int]], dict]]:
+    """The document's `meta["indexes"]` as PyMongo keys and options, as `ensure_indexes`
+    creates them."""
+    declared = []
+    for spec in document._meta.get("indexes", []):
+        if isinstance(spec, dict):
+            options = {k: v for k, v in spec.items() if k != "fields"}
+            fields = spec["fields"]
+        else:
+            options, fields = {}, spec
+        declared.append(([_index_key(field) for field in fields], options))
+    return declared
+
+
+def _create_index(collection, keys: list[tuple[str, int]], options: dict) -> None:
     try:
         collection.create_index(keys, **options)
     except OperationFailure as exc:
@@ -211,11 +219,11 @@ def _create_index(collection, spec) -> None:
             raise
         log.info("TTL index on %s not supported here (%s); expiry filters by time instead",
                     collection.name, exc.details.get("errmsg", exc))
-        options.pop("expireAfterSeconds")
-        collection.create_index(keys, **options)
+        collection.create_index(keys, **{k: v for k, v in options.items()
+                                         if k != "expireAfterSeconds"})
 
 
-def _index_key(field: str):
+def _index_key(field: str) -> tuple[str, int]:
     if field.startswith("-"):
         return (field[1:], -1)
     return (field.lstrip("+"), 1)

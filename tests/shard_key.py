@@ -1,0 +1,13 @@
+"""What the sharding checks leave out for now (shared by tests/test_sharding.py and conftest).
+
+The document modules listed here are being remodelled: the index test marks their documents as
+expected failures, and the shard-key listener reports their commands without failing a test.
+Switch a module on by deleting its line.
+"""
+
+REMODELLING = frozenset({
+    "documents.team_rosters",
+    "documents.timetable",
+    "documents.tracks",
+    "documents.weekly_groups",
+})
