@@ -20,7 +20,9 @@ class AuditEvent(SchoolOwned):
                         ["school_id", "entity_type", "entity_id", "-created_at"],
                         ["school_id", "entity_ids"]]}
 
-    school_id = ObjectIdField()  # none for company-level events
+    # Stored as null for company-level events, so every event carries the shard key: they
+    # all live in the null chunk of a sharded cluster.
+    school_id = ObjectIdField(null=True)
     company_id = ObjectIdField()
     actor_id = ObjectIdField()
     actor_role = StringField(required=True)

@@ -5,12 +5,15 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+from collections.abc import Mapping
 from contextlib import contextmanager
 from urllib.parse import urlparse
 
 import mongoengine
 from pymongo import monitoring
 from pymongo.errors import BulkWriteError, OperationFailure
+
+from documents.base import SHARD_KEY
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +64,91 @@ class RoundTripCounter(monitoring.CommandListener):
 
 
 ROUND_TRIPS = RoundTripCounter()
+
+
+class ShardKeyCheck(monitoring.CommandListener):
+    """Records every command on a school-owned collection that a sharded cluster could not
+    send to the shard of one school: a filter without `school_id`, an aggregation not starting
+    with a `$match` on it, an inserted document without it. Tests register it on the PyMongo
+    client (tests/conftest.py: the `shard_key_check` fixture, `--check-shard-key`)."""
+
+    # The command name and where its filters are, for the commands that read or change data.
+    FILTERS = {
+        "find": lambda command: [command.get("filter", {})],
+        "count": lambda command: [command.get("query", {})],
+        "distinct": lambda command: [command.get("query", {})],
+        "findAndModify": lambda command: [command.get("query", {})],
+        "update": lambda command: [update["q"] for update in command.get("updates", [])],
+        "delete": lambda command: [delete["q"] for delete in command.get("deletes", [])],
+        "aggregate": lambda command: [_first_match(command.get("pipeline", []))],
+    }
+
+    def __init__(self, collections: set[str]):
+        self.collections = frozenset(collections)
+        self._lock = threading.Lock()
+        self._recordings: list[list[tuple[str, str]]] = []
+
+    @contextmanager
+    def record(self):
+        """Yields the list of untargeted commands sent meanwhile, as (collection, what)."""
+        untargeted: list[tuple[str, str]] = []
+        with self._lock:
+            self._recordings.append(untargeted)
+        try:
+            yield untargeted
+        finally:
+            with self._lock:
+                self._recordings.remove(untargeted)
+
+    def started(self, event):
+        if not self._recordings:
+            return
+        problem = self.untargeted(event.command_name, event.command)
+        if problem:
+            with self._lock:
+                for untargeted in self._recordings:
+                    untargeted.append((event.command[event.command_name], problem))
+
+    def untargeted(self, name: str, command) -> str | None:
+        """Why this command would reach every shard, or None when it names one school."""
+        collection = command.get(name)
+        if collection not in self.collections:
+            return None
+        if name == "insert":
+            missing = [d.get("_id") for d in command.get("documents", []) if SHARD_KEY not in d]
+            if missing:
+                return f"insert into {collection} without {SHARD_KEY}: _id {missing[:3]}"
+            return None
+        filters = self.FILTERS.get(name, lambda command: [])(command)
+        wrong = [f for f in filters if not filters_on_school(f)]
+        if wrong:
+            return f"{name} on {collection} without {SHARD_KEY}: {str(wrong[0])[:300]}"
+        return None
+
+    def succeeded(self, event):
+        pass
+
+    def failed(self, event):
+        pass
+
+
+def _first_match(pipeline: list) -> dict:
+    first = pipeline[0] if pipeline else {}
+    return first.get("$match", {}) if isinstance(first, Mapping) else {}
+
+
+def filters_on_school(filter) -> bool:
+    """The filter selects one school, or a few named ones (`$in`), as the shard key's value,
+    possibly inside an `$and` or in every branch of an `$or`."""
+    if not isinstance(filter, Mapping):
+        return False
+    if SHARD_KEY in filter:
+        value = filter[SHARD_KEY]
+        return not isinstance(value, Mapping) or set(value) <= {"$eq", "$in"}
+    if any(filters_on_school(part) for part in filter.get("$and", [])):
+        return True
+    branches = filter.get("$or", [])
+    return bool(branches) and all(filters_on_school(branch) for branch in branches)
 
 _MOCK_METHODS = ("find_one", "insert_one", "insert_many", "update_one", "update_many",
                  "replace_one", "delete_one", "delete_many", "find_one_and_update",

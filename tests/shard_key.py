@@ -11,3 +11,9 @@ REMODELLING = frozenset({
     "documents.tracks",
     "documents.weekly_groups",
 })
+
+
+def remodelling_collections() -> set[str]:
+    from documents import all_documents
+
+    return {d._get_collection_name() for d in all_documents() if d.__module__ in REMODELLING}

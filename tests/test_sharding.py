@@ -32,3 +32,70 @@ def test_every_other_document_is_listed_as_unsharded_with_a_reason():
               if not issubclass(d, SchoolOwned)}
     assert others == set(UNSHARDED)
     assert all(reason.strip() for reason in UNSHARDED.values())
+
+
+def test_filters_on_school_accepts_one_school_or_named_schools_in_every_branch():
+    from bson import ObjectId
+
+    from documents.connection import filters_on_school
+
+    school = ObjectId()
+    assert filters_on_school({"school_id": school, "name": "x"})
+    assert filters_on_school({"school_id": None})  # company-level audit events: the null chunk
+    assert filters_on_school({"school_id": {"$in": [school]}})
+    assert filters_on_school({"$and": [{"school_id": school}, {"a": 1}]})
+    assert filters_on_school({"$or": [{"school_id": school}, {"school_id": school, "b": 2}]})
+    assert not filters_on_school({})
+    assert not filters_on_school({"school_id": {"$ne": school}})
+    assert not filters_on_school({"$or": [{"school_id": school}, {"email": "a@b.test"}]})
+
+
+def test_the_listener_names_each_untargeted_command_of_a_school_owned_collection():
+    from bson import ObjectId
+
+    from documents.connection import ShardKeyCheck
+
+    check, school = ShardKeyCheck({"projects"}), ObjectId()
+    targeted = [
+        ("find", {"find": "projects", "filter": {"school_id": school}}),
+        ("aggregate", {"aggregate": "projects", "pipeline": [{"$match": {"school_id": school}}]}),
+        ("insert", {"insert": "projects", "documents": [{"_id": 1, "school_id": school}]}),
+        ("update", {"update": "projects", "updates": [{"q": {"school_id": school}, "u": {}}]}),
+        ("find", {"find": "users", "filter": {"email": "a@b.test"}}),  # unsharded
+        ("getMore", {"getMore": 1, "collection": "projects"}),
+    ]
+    assert [check.untargeted(name, command) for name, command in targeted] == [None] * 6
+    untargeted = [
+        ("find", {"find": "projects", "filter": {"slug": "x"}}),
+        ("count", {"count": "projects"}),
+        ("aggregate", {"aggregate": "projects", "pipeline": [{"$sort": {"school_id": 1}}]}),
+        ("insert", {"insert": "projects", "documents": [{"_id": 1, "school_id": school},
+                                                         {"_id": 2}]}),
+        ("delete", {"delete": "projects", "deletes": [{"q": {"school_id": school}},
+                                                       {"q": {"_id": 3}}]}),
+        ("findAndModify", {"findAndModify": "projects", "query": {"_id": 4}}),
+        ("distinct", {"distinct": "projects", "key": "slug", "query": {}}),
+    ]
+    problems = [check.untargeted(name, command) for name, command in untargeted]
+    assert all(problems), problems
+    assert problems[3] == "insert into projects without school_id: _id [2]"
+
+
+@pytest.mark.integration
+def test_requests_of_the_areas_not_under_remodel_send_only_targeted_commands(
+        world, client, shard_key_check):
+    """Schools, users, departments, audit, projects, notifications: an admin's day. (The
+    whole embedded run checks every test with --check-shard-key.)"""
+    admin = world.headers("admin")
+    user = client.post(world.url("/users"), headers=admin,
+                       json={"email": "new@school.test", "name": "New", "role": "staff"})
+    assert user.status_code == 201, user.json
+    project = client.post(world.url("/projects"), headers=admin, json={"name": "Science Fair"})
+    assert project.status_code == 201, project.json
+    renamed = client.patch(world.url(f"/projects/{project.json['id']}"), headers=admin,
+                           json={"name": "Fair"})
+    assert renamed.status_code == 200, renamed.json
+    for path in ("", "/users", f"/users/{user.json['id']}", "/departments", "/audit",
+                 "/projects"):
+        assert client.get(world.url(path), headers=admin).status_code == 200, path
+    assert client.get("/api/v1/notifications", headers=world.headers("staff")).status_code == 200
