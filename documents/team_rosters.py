@@ -36,26 +36,29 @@ class TeamMember(EmbeddedDocument):
 
 
 class ProjectTeam(SchoolOwned):
-    """One version of a project team. Every version is its own document, so a locked version
-    never changes; versions of the same team share a `lineage`.
+    """One version of a project team, and the aggregate that keeps its roster frozen once a
+    record links to it: `members`, `member_ids` (their ids, for "teams I am in" queries),
+    `members_version` and `locked` change together, each change one conditional update whose
+    filter states `locked: False` (service/team_rosters.py). Every version is its own
+    document, so a locked version never changes; versions of the same team share a `lineage`.
 
-    `members` is only ever replaced whole by an update guarded on `locked=False` and the
-    current `members_version`; `member_ids` mirrors it for "teams I am in" queries.
+    `team_version` is the number the API shows as the team's `version` (1, 2, ... within the
+    lineage); `version` is the document's write counter (service/aggregates.py).
     """
 
     meta = {"collection": "project_teams",
             "indexes": [
-                {"fields": ["school_id", "project_id", "lineage", "version"], "unique": True},
-                ["school_id", "project_id", "display_name_at_time"],
+                {"fields": ["school_id", "project_id", "lineage", "team_version"],
+                 "unique": True},
+                ["school_id", "project_id", "display_name_at_time", "lineage", "team_version"],
                 ["school_id", "member_ids"],
-                ["school_id", "team_id"],
             ]}
 
     project_id = ObjectIdField(required=True)
     # Shared by every version of one team: a new team's own id as text, or for backfilled
     # teams the deterministic "backfill:<group id>" natural key.
     lineage = StringField(required=True)
-    version = IntField(required=True, default=1, min_value=1)
+    team_version = IntField(required=True, default=1, min_value=1)
     team_id = ObjectIdField()  # the source course group; kept after the group is deleted
     display_name_at_time = StringField(required=True)
     members = ListField(EmbeddedDocumentField(TeamMember))
@@ -66,6 +69,7 @@ class ProjectTeam(SchoolOwned):
     locked_reason = StringField()
     backfill_source = StringField(choices=BACKFILL_SOURCES)
     updated_at = DateTimeField(default=utcnow)
+    version = IntField(default=0)
 
 
 class TeamLinked(SchoolOwned):
@@ -89,6 +93,7 @@ class TeamLinked(SchoolOwned):
     member_ids = ListField(ObjectIdField())
     group_id = ObjectIdField()
     participant_ids = ListField(ObjectIdField())
+    version = IntField(default=0)  # write counter (service/aggregates.py)
 
 
 class Evaluation(TeamLinked):

@@ -1,14 +1,16 @@
 """Course groups, project teams (frozen rosters: locking, versions, cloning) and the
 evaluations, project assessments and note contexts that lock a team by linking to it.
 
-The lock is a single-document protocol on the team: a roster change is an update guarded on
-`locked=False` and the `members_version` it read; a link sets `locked=True` with
-find-and-modify and copies the roster of the document it got back. Whichever lands first
-wins, so a linked record always names a roster that can no longer change.
+A team version is one aggregate (documents/team_rosters.py) and every change to it is one
+conditional update whose filter states the rule (service/aggregates.update_where): a roster
+edit matches only `locked: False` (and, to add people, a team none of them is in yet; to
+remove someone, a team they are in); a link matches only `locked: False`, sets `locked: True`
+and answers the roster it froze. Whichever lands first wins, so a linked record always names
+a roster that can no longer change, and no edit lands after the lock.
 
-FerretDB v1 does not apply such conditional updates atomically (two parallel writers of one
-document can both match), so every writer of a team, and every close of a record, also holds
-that document's lease (service/leases.py) for the few milliseconds it writes.
+Linking writes two documents, the team first (lock), then the record with the locked roster.
+A crash in between leaves a locked team that nothing links to: harmless, its roster is a
+valid snapshot and POST .../versions makes an unlocked copy, so `rota repair` leaves it.
 """
 
 from __future__ import annotations
@@ -30,11 +32,11 @@ from documents.team_rosters import (
     TeamMember,
 )
 from service import audit, notifications
+from service.aggregates import ATTEMPTS, update_where
 from service.base import SchoolService
 from service.context import STAFF_ROLES
 from service.errors import Conflict, NotFound, ValidationFailed
 from service.ids import field_object_id, object_id, unique_ids
-from service.leases import exclusive
 from service.pagination import Page, paginate, paginate_list
 
 VERSION_ATTEMPTS = 10
@@ -48,7 +50,7 @@ def member_dict(member: TeamMember, names: dict) -> dict:
 def team_dict(team: ProjectTeam, names: dict) -> dict:
     """A team as the API shows it: the document plus its members' names."""
     return {"id": team.id, "project_id": team.project_id, "lineage": team.lineage,
-            "version": team.version, "team_id": team.team_id,
+            "version": team.team_version, "team_id": team.team_id,
             "display_name_at_time": team.display_name_at_time,
             "members": [member_dict(m, names) for m in team.members],
             "member_count": len(team.members), "members_version": team.members_version,
@@ -106,10 +108,6 @@ class RosterService(SchoolService):
         if team is None:
             raise NotFound(f"No project team with id {team_id!r}.")
         return team
-
-    def exclusive(self, document):
-        """Hold the lease of `document` (waiting for a current holder) while writing it."""
-        return exclusive(self.school_id, f"{document._get_collection_name()}:{document.id}")
 
 
 class CourseGroups(RosterService):
@@ -171,7 +169,7 @@ class ProjectTeams(RosterService):
         team_oid = ObjectId()
         team = ProjectTeam(
             id=team_oid, school_id=self.school_id, project_id=project.id,
-            lineage=str(team_oid), version=1, team_id=group.id if group else None,
+            lineage=str(team_oid), team_version=1, team_id=group.id if group else None,
             display_name_at_time=team_name or group.name, members=members,
             member_ids=[m.user_id for m in members]).save(force_insert=True)
         self.audit("create", "project_team", team.id,
@@ -195,7 +193,7 @@ class ProjectTeams(RosterService):
         of each team, the one future evaluations use."""
         project = self.project(project_id)
         teams = self.visible_teams().filter(project_id=project.id).order_by(
-            "display_name_at_time", "lineage", "version").batch_size(10000)
+            "display_name_at_time", "lineage", "team_version").batch_size(10000)
         if latest:
             newest = {team.lineage: team for team in teams}
             found = paginate_list([t for t in teams if newest[t.lineage] is t], page, page_size)
@@ -224,15 +222,17 @@ class ProjectTeams(RosterService):
         additions = [TeamMember(user_id=uid, role=m.get("role"), added_at=now)
                      for uid, m in zip(ids, members, strict=True)]
 
-        def add(current: list[TeamMember]) -> list[TeamMember]:
-            already = {m.user_id for m in current} & set(ids)
+        def refuse(team: ProjectTeam) -> None:
+            already = set(team.member_ids) & set(ids)
             if already:
                 raise Conflict("Some of these people are already in the team.",
                                code="already_member",
                                details={"user_ids": sorted(str(u) for u in already)})
-            return current + additions
 
-        team = self._change_roster(team_id, add)
+        team = self._edit_roster(
+            team_id, {"member_ids": {"$nin": ids}},
+            {"$push": {"members": {"$each": [a.to_mongo().to_dict() for a in additions]},
+                       "member_ids": {"$each": ids}}}, refuse)
         self.audit("add_members", "project_team", team.id,
                    after={"members": [{"user_id": a.user_id, "role": a.role}
                                       for a in additions]})
@@ -242,55 +242,57 @@ class ProjectTeams(RosterService):
         self.require_role(STAFF_ROLES)
         uid = object_id(user_id, "member")
 
-        def remove(current: list[TeamMember]) -> list[TeamMember]:
-            if uid not in {m.user_id for m in current}:
+        def refuse(team: ProjectTeam) -> None:
+            if uid not in team.member_ids:
                 raise NotFound(f"{user_id!r} is not a member of this team.")
-            return [m for m in current if m.user_id != uid]
 
-        team = self._change_roster(team_id, remove)
+        team = self._edit_roster(
+            team_id, {"member_ids": uid},
+            {"$pull": {"members": {"user_id": uid}, "member_ids": uid}}, refuse)
         self.audit("remove_member", "project_team", team.id, before={"user_id": uid})
 
-    def _change_roster(self, team_id, change) -> ProjectTeam:
-        """Replace the members with `change(members)`, only while the team is unlocked and
-        its roster is the one we read."""
+    def _edit_roster(self, team_id, precondition: dict, edit: dict, refuse) -> ProjectTeam:
+        """Apply `edit` to the members in one update that matches only while the team is
+        unlocked and `precondition` holds. When it matches nothing, the team as it is now
+        says why: locked (final, nothing unlocks a version: 409 `team_locked`), or `refuse`
+        raises the rule's error. If neither, a parallel edit changed the team in between
+        (say, removed the person we add), so the update is tried again."""
         team = self.team(team_id)
-        with self.exclusive(team):
+        update = {**edit, "$inc": {"members_version": 1}, "$set": {"updated_at": utcnow()}}
+        for _ in range(ATTEMPTS):
+            after = update_where(ProjectTeam._get_collection(), self.school_id,
+                                 {"_id": team.id, "locked": False, **precondition}, update)
+            if after is not None:
+                return ProjectTeam._from_son(after)
             team.reload()
             if team.locked:
                 raise self._locked(team)
-            members = change(list(team.members))
-            changed = ProjectTeam.objects.for_school(self.school_id).filter(
-                id=team.id, locked=False, members_version=team.members_version).update_one(
-                set__members=members, set__member_ids=[m.user_id for m in members],
-                inc__members_version=1, set__updated_at=utcnow())
-        if not changed:
-            raise Conflict("The team changed while you were changing it; try again.",
-                           code="roster_busy")
-        team.reload()
-        return team
+            refuse(team)
+        raise Conflict("The team changed while you were changing it; try again.",
+                       code="roster_busy")
 
     def _locked(self, team: ProjectTeam) -> Conflict:
         path = f"/api/v1/schools/{self.school_id}/project-teams/{team.id}/versions"
         return Conflict(
-            f"Team '{team.display_name_at_time}' (version {team.version}) is locked: "
+            f"Team '{team.display_name_at_time}' (version {team.team_version}) is locked: "
             f"{team.locked_reason or 'a record links to it'}. Its members can no longer change; "
             f"POST {path} to make a new version with the same members and change that one.",
             code="team_locked",
-            details={"project_team_id": str(team.id), "version": team.version,
+            details={"project_team_id": str(team.id), "version": team.team_version,
                      "new_version_url": path})
 
     def new_version(self, team_id) -> dict:
         """Version max+1 of the team's lineage with this version's members, unlocked. The
-        unique (project, lineage, version) index turns a parallel twin into a retry."""
+        unique (project, lineage, team_version) index turns a parallel twin into a retry."""
         self.require_role(STAFF_ROLES)
         source = self.team(team_id)
         for _ in range(VERSION_ATTEMPTS):
             latest = ProjectTeam.objects.for_school(self.school_id).filter(
                 project_id=source.project_id, lineage=source.lineage).order_by(
-                "-version").only("version").first()
+                "-team_version").only("team_version").first()
             try:
                 team = self._copy(source, source.project_id, source.lineage,
-                                  latest.version + 1).save(force_insert=True)
+                                  latest.team_version + 1).save(force_insert=True)
                 break
             except NotUniqueError:
                 continue
@@ -298,20 +300,21 @@ class ProjectTeams(RosterService):
             raise Conflict("Others are making versions of this team right now; try again.",
                            code="version_busy")
         self.audit("create_version", "project_team", team.id,
-                   before={"project_team_id": source.id, "version": source.version},
-                   after={"version": team.version, "member_ids": team.member_ids})
+                   before={"project_team_id": source.id, "version": source.team_version},
+                   after={"version": team.team_version, "member_ids": team.member_ids})
         self._notify_members(team, "project_team_version",
-                             f"A new version ({team.version}) of team "
+                             f"A new version ({team.team_version}) of team "
                              f"'{team.display_name_at_time}' was made.")
         return self._present(team)
 
-    def _copy(self, source: ProjectTeam, project_id, lineage: str, version: int) -> ProjectTeam:
+    def _copy(self, source: ProjectTeam, project_id, lineage: str,
+              team_version: int) -> ProjectTeam:
         now = utcnow()
         members = [TeamMember(user_id=m.user_id, role=m.role, added_at=now)
                    for m in source.members]
         return ProjectTeam(
             id=ObjectId(), school_id=self.school_id, project_id=project_id, lineage=lineage,
-            version=version, team_id=source.team_id,
+            team_version=team_version, team_id=source.team_id,
             display_name_at_time=source.display_name_at_time, members=members,
             member_ids=[m.user_id for m in members], created_at=now, updated_at=now)
 
@@ -338,12 +341,12 @@ class ProjectTeams(RosterService):
 
     def _latest_versions(self, project_id) -> list[ProjectTeam]:
         teams = ProjectTeam.objects.for_school(self.school_id).filter(
-            project_id=project_id).order_by("lineage", "version").batch_size(10000)
+            project_id=project_id).order_by("lineage", "team_version").batch_size(10000)
         latest = {team.lineage: team for team in teams}
         return sorted(latest.values(), key=lambda t: (t.display_name_at_time, t.lineage))
 
     def _insert_new(self, teams: list[ProjectTeam]) -> list[ProjectTeam]:
-        """Insert all, skipping those whose (project, lineage, version) exists already."""
+        """Insert all, skipping those whose (project, lineage, team_version) exists."""
         if not teams:
             return []
         skipped = insert_unique(ProjectTeam._get_collection(),
@@ -356,20 +359,22 @@ class ProjectTeams(RosterService):
     def _notify_members(self, team: ProjectTeam, kind: str, message: str) -> None:
         notifications.notify_many([
             Notification(user_id=uid, school_id=self.school_id, kind=kind, message=message,
-                         data={"project_team_id": str(team.id), "version": team.version})
+                         data={"project_team_id": str(team.id),
+                               "version": team.team_version})
             for uid in team.member_ids])
 
     def lock(self, team: ProjectTeam, reason: str) -> ProjectTeam:
         """Lock the team for a record about to link to it and return the team as locked: its
         roster is final from the moment this returns."""
         now = utcnow()
-        with self.exclusive(team):
-            locked = ProjectTeam.objects.for_school(self.school_id).filter(
-                id=team.id, locked=False).modify(new=True, set__locked=True, set__locked_at=now,
-                                                 set__locked_reason=reason, set__updated_at=now)
+        locked = update_where(ProjectTeam._get_collection(), self.school_id,
+                              {"_id": team.id, "locked": False},
+                              {"$set": {"locked": True, "locked_at": now,
+                                        "locked_reason": reason, "updated_at": now}})
         if locked is None:
             # Locked already (nothing ever unlocks a version), so this read is final too.
             return ProjectTeam.objects.for_school(self.school_id).get(id=team.id)
+        locked = ProjectTeam._from_son(locked)
         self.audit("lock", "project_team", locked.id,
                    after={"locked_reason": reason, "members_version": locked.members_version,
                           "member_ids": locked.member_ids})
@@ -399,7 +404,7 @@ class TeamLinkedRecords(RosterService):
         locked = ProjectTeams(self.ctx).lock(team, f"{self.what} {record_id} links to it")
         record = self.model(
             id=record_id, school_id=self.school_id, project_id=project.id,
-            project_team_id=locked.id, title=title, team_version=locked.version,
+            project_team_id=locked.id, title=title, team_version=locked.team_version,
             team_name=locked.display_name_at_time, members_version=locked.members_version,
             member_ids=list(locked.member_ids)).save(force_insert=True)
         self.audit("create", self.entity_type, record.id,
@@ -435,15 +440,15 @@ class TeamLinkedRecords(RosterService):
         """Idempotent: only the first close sets `closed_at`."""
         self.require_role(STAFF_ROLES)
         record = self.detail(record_id)
-        with self.exclusive(record):
-            closed = self.model.objects.for_school(self.school_id).filter(
-                id=record.id, status__ne="closed").update_one(set__status="closed",
-                                                              set__closed_at=utcnow())
-        if closed:
-            self.audit("close", self.entity_type, record.id,
-                       before={"status": record.status}, after={"status": "closed"})
-        record.reload()  # closed by us or by an earlier call: show when
-        return record
+        closed = update_where(self.model._get_collection(), self.school_id,
+                              {"_id": record.id, "status": {"$ne": "closed"}},
+                              {"$set": {"status": "closed", "closed_at": utcnow()}})
+        if closed is None:
+            record.reload()  # closed by an earlier call: show when
+            return record
+        self.audit("close", self.entity_type, record.id,
+                   before={"status": record.status}, after={"status": "closed"})
+        return self.model._from_son(closed)
 
 
 class Evaluations(TeamLinkedRecords):

@@ -19,7 +19,8 @@ from documents.team_rosters import (
     ProjectAssessment,
     ProjectTeam,
 )
-from scripts.backfill import Backfill, run_backfill
+from scripts.backfill import run_backfill
+from service.team_rosters_backfill import TeamBackfill
 from tests.helpers import unique
 
 DATA = json.loads((Path(__file__).parent / "data" / "legacy_rosters.json").read_text())
@@ -108,7 +109,7 @@ def test_backfill_creates_infers_links_and_reports_each_step(legacy):
         assert team.backfill_source == spec["source"], key
         assert {str(u) for u in team.member_ids} == legacy.ids(spec["members"]), key
         assert team.display_name_at_time == spec.get("name", f"Group {team.team_id}")
-        assert team.locked and team.version == 1
+        assert team.locked and team.team_version == 1
     assert ProjectTeam.objects(school_id=legacy.school.id).count() == len(EXPECTED["teams"])
 
     for model in KINDS.values():
@@ -145,7 +146,7 @@ def test_a_run_that_crashed_midway_converges(legacy, monkeypatch):
         raise RuntimeError("power cut")
 
     with monkeypatch.context() as patch:
-        patch.setattr(Backfill, "link", crash)
+        patch.setattr(TeamBackfill, "link", crash)
         with pytest.raises(RuntimeError):
             backfill()
     assert ProjectTeam.objects(school_id=legacy.school.id).count() == len(EXPECTED["teams"])

@@ -16,7 +16,7 @@ def test_demo_seed_shows_a_locked_team_a_new_version_and_a_clone(world):
     seed(ctx, {"admin": admin, "staff": [world.staff], "students": students})
 
     teams = ProjectTeam.objects(school_id=world.school.id)
-    red = {t.version: t for t in teams if t.display_name_at_time == "Red Team"
+    red = {t.team_version: t for t in teams if t.display_name_at_time == "Red Team"
            and not t.lineage.startswith("clone:")}
     assert red[1].locked and not red[2].locked
     assert set(red[2].member_ids) - set(red[1].member_ids) == {students[-1].id}
