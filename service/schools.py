@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from mongoengine.errors import NotUniqueError
+from pymongo import ReturnDocument
 
-from documents.accounts import Company, ModuleSwitches, School, User
+from documents.accounts import Company, School, User
 from service import audit
 from service.base import SchoolService
 from service.context import ADMIN_ROLES, MODULES, SYSTEM, Actor, SchoolContext
 from service.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from service.ids import object_id
-from service.leases import exclusive
 from service.pagination import Page, paginate
 from service.passwords import hash_password
 from service.tenancy import in_scope
@@ -80,18 +80,29 @@ class Schools:
         return school
 
     def set_modules(self, school_id, switches: dict[str, bool]) -> School:
+        """`$set` of only the switches given, in one atomic update: two admins switching
+        different modules at the same time both land. The audit shows every switch as it was
+        right before this update and right after it."""
         school = self.get(school_id)
         if self.actor.role != "company_admin":
             raise Forbidden("Only company admins switch modules.")
-        with exclusive(school.id, "modules"):  # two admins switching at once lose nothing
-            school.reload()
-            before = school.modules.to_mongo().to_dict()
-            merged = {name: switches.get(name, before.get(name, False)) for name in MODULES}
-            School.objects(id=school.id).update_one(set__modules=ModuleSwitches(**merged))
+        changes = {name: switches[name] for name in MODULES if name in switches}
+        before = self._switch(school, changes)
         audit.record(self.actor, school.id, "set_modules", "school", school.id,
-                     before=before, after=merged)
+                     before=before, after={**before, **changes})
         school.reload()
         return school
+
+    @staticmethod
+    def _switch(school: School, changes: dict[str, bool]) -> dict[str, bool]:
+        """Apply `changes`; answer every switch as it was just before."""
+        if not changes:
+            return {name: getattr(school.modules, name) for name in MODULES}
+        previous = School._get_collection().find_one_and_update(
+            {"_id": school.id}, {"$set": {f"modules.{name}": on for name, on in changes.items()}},
+            projection={"modules": 1}, return_document=ReturnDocument.BEFORE)
+        modules = previous.get("modules") or {}
+        return {name: bool(modules.get(name, False)) for name in MODULES}
 
 
 class SchoolUsers(SchoolService):
