@@ -401,6 +401,7 @@ class TeamLinkedRecords(RosterService):
                                    {"project_team_id": ["Not a team of this project."]},
                                    code="team_not_in_project")
         record_id = ObjectId()
+        # Team first: dying before the record is saved leaves only a locked team (harmless).
         locked = ProjectTeams(self.ctx).lock(team, f"{self.what} {record_id} links to it")
         record = self.model(
             id=record_id, school_id=self.school_id, project_id=project.id,

@@ -356,3 +356,33 @@ def test_listing_teams_with_members_is_a_constant_number_of_round_trips(
     assert counts[0] == counts[1]
     # project, count, page of teams, member names (+1 on mongomock: its count opens a find)
     assert counts[0] <= 5 + REQUEST_OVERHEAD
+
+
+def test_a_link_that_died_after_locking_leaves_a_locked_team_and_no_record(
+        client, world, people, project, monkeypatch):
+    """The lock is written before the record: a crash in between leaves only a locked team,
+    whose roster is a valid snapshot; a new version is editable, and linking again works."""
+    from documents.team_rosters import Evaluation
+
+    team = make_team(client, world, project, team_name="Crew")
+    post(client, world, f"/project-teams/{team['id']}/members",
+         {"members": [{"user_id": str(people[0].id)}]})
+
+    def power_cut(*args, **kwargs):
+        raise RuntimeError("power cut")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Evaluation, "save", power_cut)
+        died = post(client, world, "/evaluations", {"project_id": str(project.id),
+                                                    "project_team_id": team["id"], "title": "R"})
+    assert died.status_code == 500
+    assert Evaluation.objects(school_id=world.school.id).count() == 0
+    locked = get(client, world, f"/project-teams/{team['id']}").json
+    assert locked["locked"] is True and member_ids(locked) == ids(people[:1])
+    v2 = post(client, world, f"/project-teams/{team['id']}/versions").json
+    grown = post(client, world, f"/project-teams/{v2['id']}/members",
+                 {"members": [{"user_id": str(people[1].id)}]})
+    assert grown.status_code == 200
+    record = link(client, world, "evaluations", project, team)
+    assert record["member_ids"] == [str(people[0].id)]
+    assert record["members_version"] == locked["members_version"]
