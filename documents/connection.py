@@ -248,6 +248,12 @@ def insert_unique(collection, documents: list[dict]) -> set[int]:
     return set()
 
 
+def failure_reason(error: object) -> str:
+    """An error in one short line, for a command's message: PyMongo's server selection errors
+    append the whole topology description after the timeout."""
+    return " ".join(str(error).split(", Timeout:")[0].split())[:300]
+
+
 def database_name(uri: str) -> str:
     return urlparse(uri).path.lstrip("/").split("?")[0] or DEFAULT_DB
 

@@ -8,13 +8,14 @@ import subprocess
 import sys
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlparse
 
 import click
 
 from scripts import embedded
-from service.imports import IMPORTERS as IMPORT_KINDS
 
 DEFAULT_DB_PORT = 27117
+DB_PORT_HELP = "port of the embedded SecantusDB (ignored with MONGODB_URI)"
 
 
 def var_dir() -> Path:
@@ -27,26 +28,58 @@ def warn(message: str) -> None:
     click.secho(message, fg="yellow", err=True)
 
 
+class NoDatabase(click.ClickException):
+    """No database to work on: one line and exit code 3, the code of every command for it."""
+
+    exit_code = 3
+
+    def __init__(self, message: str):
+        super().__init__(f"No database: {message}")
+
+
 @contextmanager
 def database(db_port: int = DEFAULT_DB_PORT):
-    """The database URI for a command: MONGODB_URI when set, else the embedded SecantusDB
-    (reused when already running on its port, started for the command's span otherwise)."""
+    """The database URI for a command: MONGODB_URI when set, else the embedded SecantusDB:
+    the one answering on `db_port`, or the one owning var/db on the port its lock file names,
+    or one started for the command's span. Never a second server over a directory in use."""
     uri = os.environ.get("MONGODB_URI")
     if uri:
         yield uri
         return
-    running = f"mongodb://127.0.0.1:{db_port}/rota"
-    if _answers(running):
+    running = _running_embedded(db_port, var_dir() / "db")
+    if running:
         yield running
         return
     try:
         server = embedded.start(var_dir() / "db", port=db_port, log=warn)
     except embedded.EmbeddedUnavailable as exc:
-        raise click.ClickException(f"No database: {exc}") from None
+        raise NoDatabase(str(exc)) from None
     try:
         yield server.uri + "rota"
     finally:
         server.stop()
+
+
+def _running_embedded(db_port: int, data_dir: Path) -> str | None:
+    """The URI of the embedded server already running on `db_port` or over `data_dir`."""
+    if _answers(f"mongodb://127.0.0.1:{db_port}/rota"):
+        return f"mongodb://127.0.0.1:{db_port}/rota"
+    owner = embedded.owner_of(data_dir)
+    if not owner:
+        return None
+    port = _lock_port(data_dir)
+    if port and _answers(f"mongodb://127.0.0.1:{port}/rota"):
+        return f"mongodb://127.0.0.1:{port}/rota"
+    raise NoDatabase(f"{data_dir} belongs to the embedded server with pid {owner}, which does "
+                     f"not answer on port {port or db_port}; wait for it or stop it")
+
+
+def _lock_port(data_dir: Path) -> int | None:
+    """The port in the lock file of `scripts/embedded.py` ("pid port")."""
+    try:
+        return int((data_dir / embedded.LOCK_FILE).read_text().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _answers(uri: str) -> bool:
@@ -62,25 +95,35 @@ def _answers(uri: str) -> bool:
 
 
 def connect(uri: str) -> None:
+    """Connect and create the indexes; NoDatabase (exit code 3) when the database fails."""
+    from pymongo.errors import PyMongoError
+
     from documents import all_documents
     from documents.connection import connect as connect_db
-    from documents.connection import ensure_indexes
+    from documents.connection import ensure_indexes, failure_reason
 
-    connect_db(uri)
-    ensure_indexes(all_documents())
+    try:
+        connect_db(uri)
+        ensure_indexes(all_documents())
+    except PyMongoError as exc:
+        host = urlparse(uri).netloc.rpartition("@")[2]  # never print a password
+        raise NoDatabase(f"{host} does not answer ({failure_reason(exc)})") from None
 
 
 @click.group()
 def main():
-    """Rota: timetables, weekly groups, tracks and team rosters for multi-school portals."""
+    """Rota: timetables, weekly groups, tracks and team rosters for multi-school portals.
+
+    The database is MONGODB_URI when set, else the embedded SecantusDB (var/db). Every command
+    exits with code 3 and one line when the database is unreachable.
+    """
 
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True)
 @click.option("--workers", default=4, show_default=True, help="gunicorn worker processes")
-@click.option("--db-port", default=DEFAULT_DB_PORT, show_default=True,
-              help="port of the embedded SecantusDB (ignored with MONGODB_URI)")
+@click.option("--db-port", default=DEFAULT_DB_PORT, show_default=True, help=DB_PORT_HELP)
 def serve(host, port, workers, db_port):
     """Serve the API with gunicorn; starts the embedded database unless MONGODB_URI is set."""
     from api.config import jwt_secret
@@ -197,19 +240,22 @@ def seed_demo():
 
 
 @main.command("import")
-@click.argument("kind", type=click.Choice(sorted(IMPORT_KINDS)))
+@click.argument("kind")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--school", "school_code", required=True, help="code of the school to import into")
 @click.option("--dry-run", is_flag=True, help="check and report every row, write nothing")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path),
               help="where to write the rejected rows (default: FILE.report.csv)")
 @click.option("--batch-size", default=1000, show_default=True)
-def import_command(kind, file, school_code, dry_run, report_path, batch_size):
-    """Import KIND rows from FILE (CSV with a header row, or .jsonl). Exit code: 0 all rows
-    taken, 1 some rejected (see the report), 2 unusable input. See docs/IMPORT.md."""
+@click.option("--db-port", default=DEFAULT_DB_PORT, show_default=True, help=DB_PORT_HELP)
+def import_command(kind, file, school_code, dry_run, report_path, batch_size, db_port):
+    """Import KIND rows (users, periods, assignments, students, group-memberships) from FILE
+    (CSV with a header row, or .jsonl). Exit code: 0 all rows
+    taken, 1 some rejected (see the report), 2 unusable input, 3 the database is unreachable
+    or failed midway (re-run the same file). See docs/IMPORT.md."""
     from scripts.importer import run_import
 
-    with database() as uri:
+    with database(db_port) as uri:
         connect(uri)
         code = run_import(kind, file, school_code, dry_run=dry_run, report_path=report_path,
                           batch_size=batch_size)
@@ -217,15 +263,17 @@ def import_command(kind, file, school_code, dry_run, report_path, batch_size):
 
 
 @main.command("export")
-@click.argument("kind", type=click.Choice(sorted(IMPORT_KINDS)))
+@click.argument("kind")
 @click.option("--school", "school_code", required=True)
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
               help="file to write (default: standard output)")
-def export_command(kind, school_code, output):
-    """Export KIND as CSV that `rota import` reads back to no change."""
+@click.option("--db-port", default=DEFAULT_DB_PORT, show_default=True, help=DB_PORT_HELP)
+def export_command(kind, school_code, output, db_port):
+    """Export KIND as CSV that `rota import` reads back to no change. Exit code: 0 written,
+    2 unknown kind or school, 3 the database is unreachable or failed."""
     from scripts.importer import run_export
 
-    with database() as uri:
+    with database(db_port) as uri:
         connect(uri)
         code = run_export(kind, school_code, output)
     sys.exit(code)
@@ -254,6 +302,27 @@ def repair(school_code):
         connect(uri)
         code = run_repair(school_code, echo=click.echo)
     sys.exit(code)
+
+
+@main.command()
+@click.option("--dry-run", is_flag=True, help="print the commands, run none")
+def shard(dry_run):
+    """Shard every school-owned collection on school_id (MONGODB_URI names a mongos).
+
+    Safe to repeat: collections already sharded are left alone. Exit code: 0 done, 2 not a
+    mongos (a single server or a replica set; nothing changed), 3 the database is unreachable
+    or refused a command (re-run it).
+    """
+    from documents.connection import connect as connect_db
+    from documents.connection import database_name
+    from scripts.shard import EXIT_NOT_MONGOS, run_shard
+
+    uri = os.environ.get("MONGODB_URI")
+    if not uri:
+        click.echo("rota shard needs a mongos: set MONGODB_URI to the cluster's mongos")
+        sys.exit(EXIT_NOT_MONGOS)
+    client = connect_db(uri)
+    sys.exit(run_shard(client.get_database(database_name(uri)), dry_run, click.echo))
 
 
 if __name__ == "__main__":

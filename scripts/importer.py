@@ -6,9 +6,10 @@ classes) are gathered before anything is written. Then it hands batches to the k
 (service/imports.py), shows progress, and writes a report of the rejected rows.
 
 Exit codes: 0 every row taken, 1 some rows rejected, 2 unusable input (unknown kind, school,
-file type or columns; missing file; module switched off), 3 stopped midway: the database
-failed or kept changing under a batch (what was written stays written; re-running the same
-file completes the import).
+file type or columns; missing file; module switched off), 3 the database is unreachable, or
+the run stopped midway: the database failed, or kept changing under a batch, or a batch failed
+otherwise (what was written stays written; re-running the same file completes the import).
+Export: 0 written, 2 unknown kind or school, 3 the database is unreachable or failed.
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ from typing import TextIO
 from pymongo.errors import PyMongoError
 
 from documents.accounts import School
+from documents.connection import failure_reason
 from service.context import SYSTEM, SchoolContext
 from service.errors import DomainError, ModuleDisabled
-from service.imports import IMPORTERS, REJECTED, STATUSES, ImportKind, Row, RowResult, rejected
+from service.imports import REJECTED, STATUSES, ImportKind, Row, RowResult, registry, rejected
 from service.tenancy import school_context
 
 EXIT_OK, EXIT_REJECTED, EXIT_UNUSABLE, EXIT_STOPPED = 0, 1, 2, 3
@@ -71,15 +73,18 @@ def run_import(kind: str, file: Path, school_code: str, dry_run: bool = False,
     except UnusableInput as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_UNUSABLE
+    except PyMongoError as exc:
+        print(f"error: {_database_failed(exc)}; nothing was imported", file=sys.stderr)
+        return EXIT_STOPPED
     started = time.monotonic()
     progress = Progress(len(parsed.rows) + len(parsed.rejected), out)
     try:
         results = _import_rows(import_kind, ctx, parsed, dry_run, batch_size, progress)
     except StoppedMidway as exc:
         progress.close()
-        print(f"error: the import stopped at line {exc.line} ({exc.__cause__}); the batches "
-              f"before it are imported. Re-run the same file to complete the import.",
-              file=sys.stderr)
+        print(f"error: the import stopped at line {exc.line} ({_one_line(exc.__cause__)}); "
+              f"the batches before it are imported. Re-run the same file to complete the "
+              f"import.", file=sys.stderr)
         return EXIT_STOPPED
     progress.close()
     report = Path(report_path) if report_path else _default_report(Path(file))
@@ -101,15 +106,31 @@ def _import_rows(kind: ImportKind, ctx: SchoolContext, parsed: ParsedFile, dry_r
             line = batch[0].line
             results.extend(_run_batch(importer, ctx, batch, dry_run))
             progress.advance(len(batch))
-    except (PyMongoError, DomainError) as exc:
+    except Exception as exc:
+        # Whatever fails in a batch (the database, a driver that could not read its reply,
+        # an importer's bug) stops the run with exit code 3, never a traceback: what was
+        # written stays written and the importers' idempotence makes a re-run complete it.
         raise StoppedMidway(line) from exc
     return results
 
 
+def _one_line(exc: BaseException) -> str:
+    """The reason in one line; the exception's type too when it is not a database or domain
+    error, whose messages say what happened on their own."""
+    if isinstance(exc, PyMongoError | DomainError):
+        return failure_reason(exc)
+    return failure_reason(f"{type(exc).__name__}: {exc}")
+
+
+def _database_failed(exc: PyMongoError) -> str:
+    return f"the database is unreachable or failed ({_one_line(exc)})"
+
+
 def _kind(name: str) -> ImportKind:
-    if name not in IMPORTERS:
-        raise UnusableInput(f"unknown kind {name!r}; one of: {', '.join(sorted(IMPORTERS))}")
-    return IMPORTERS[name]
+    kinds = registry()
+    if name not in kinds:
+        raise UnusableInput(f"unknown kind {name!r}; one of: {', '.join(sorted(kinds))}")
+    return kinds[name]
 
 
 def _school(code: str, module: str | None) -> SchoolContext:
@@ -124,10 +145,10 @@ def _school(code: str, module: str | None) -> SchoolContext:
 
 def _importer(kind: ImportKind, ctx: SchoolContext, rows: list[Row], dry_run: bool):
     """The kind's batch importer, given the kind's preloaded state when it has one."""
-    importer = kind.load("importer")
+    importer = kind.importer
     if not kind.preload:
         return importer
-    state = kind.load("preload")(ctx, rows, dry_run)
+    state = kind.preload(ctx, rows, dry_run)
     return functools.wraps(importer)(
         lambda ctx, batch, dry_run: importer(ctx, batch, dry_run, state))
 
@@ -389,15 +410,18 @@ def run_export(kind: str, school_code: str, output: Path | None = None) -> int:
     try:
         import_kind = _kind(kind)
         ctx = _school(school_code, import_kind.module)
+        rows = import_kind.exporter(ctx)
+        if output is None:
+            write_csv(sys.stdout, import_kind, rows)
+        else:
+            with open(output, "w", newline="", encoding="utf-8") as handle:
+                write_csv(handle, import_kind, rows)
     except UnusableInput as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_UNUSABLE
-    rows = import_kind.load("exporter")(ctx)
-    if output is None:
-        write_csv(sys.stdout, import_kind, rows)
-    else:
-        with open(output, "w", newline="", encoding="utf-8") as handle:
-            write_csv(handle, import_kind, rows)
+    except PyMongoError as exc:
+        print(f"error: {_database_failed(exc)}; the export is incomplete", file=sys.stderr)
+        return EXIT_STOPPED
     return EXIT_OK
 
 

@@ -4,8 +4,8 @@ The command (scripts/importer.py) reads CSV or JSON lines, checks the header, re
 that lack a required value or repeat a key of the file, cuts the rest into batches (keeping
 `group_by` rows together) and hands each batch to the kind's importer; the importer applies
 the module's own rules and answers one `RowResult` per row. Importers live with their module
-(`service/<area>.py`, or `service/import_<area>.py`) and are found through `IMPORTERS` by
-dotted path, so no module imports another.
+(`service/<area>.py`, or `service/import_<area>.py`); `registry()` below lists each module's
+kinds with the functions it imports from that module, so a moved function is one import to fix.
 
 An importer must be idempotent (upsert by natural key; a row equal to the stored state is
 UNCHANGED and writes nothing), must never half-write a row (or a group of rows), must write
@@ -14,7 +14,8 @@ in bulk (a constant number of round trips per batch), and must write nothing whe
 
 from __future__ import annotations
 
-import importlib
+import functools
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -45,15 +46,30 @@ def rejected(row: Row, reason: str, key: str | None = None) -> RowResult:
     return RowResult(row.line, REJECTED, reason, key)
 
 
+class BatchImporter(Protocol):
+    """Applies one batch; answers one RowResult per row. Kinds with a `preload` get its state
+    as a fourth argument."""
+
+    def __call__(self, ctx: SchoolContext, rows: list[Row], dry_run: bool,
+                 *state) -> list[RowResult]:
+        ...
+
+
+# preload(ctx, every row of the file, dry_run) -> the state handed to every batch.
+Preload = Callable[[SchoolContext, list[Row], bool], object]
+# exporter(ctx) -> the school's rows in the kind's columns, as `rota import` reads them back.
+Exporter = Callable[[SchoolContext], Iterable[dict[str, str]]]
+
+
 @dataclass
 class ImportKind:
-    """What a kind needs: its columns, and `import_batch` / `export_rows` by dotted path."""
+    """What a kind needs: its columns, its importer and its exporter."""
 
     name: str
     required: tuple[str, ...]
+    importer: BatchImporter
+    exporter: Exporter
     optional: tuple[str, ...] = ()
-    importer: str = ""  # "module:function(ctx, rows: list[Row], dry_run: bool) -> list[RowResult]"
-    exporter: str = ""  # "module:function(ctx) -> Iterable[dict[str, str]]" (same columns)
     notes: list[str] = field(default_factory=list)
     # Rows sharing these columns always reach the importer in the same batch.
     group_by: tuple[str, ...] = ()
@@ -61,63 +77,87 @@ class ImportKind:
     unique: tuple[tuple[str, ...], ...] = ()
     # The module that must be switched on for the school (None: always allowed).
     module: str | None = None
-    # Optional "module:function(ctx, rows: list[Row], dry_run: bool) -> state", called once
-    # with every row of the file before the first batch; the importer is then called as
-    # importer(ctx, batch, dry_run, state). For kinds whose lookups would otherwise scan a
-    # large collection once per batch (FerretDB filters most queries without an index).
-    preload: str = ""
+    # Called once with every row of the file before the first batch, for kinds whose lookups
+    # would otherwise scan a large collection once per batch.
+    preload: Preload | None = None
 
     @property
     def columns(self) -> tuple[str, ...]:
         return self.required + self.optional
 
-    def load(self, which: str):
-        module, _, name = getattr(self, which).partition(":")
-        return getattr(importlib.import_module(module), name)
+
+@functools.cache
+def registry() -> dict[str, ImportKind]:
+    """Every kind by name. Built on first use, not at import: the modules it names import
+    this one for `Row` and `RowResult`."""
+    kinds = [*_users_kinds(), *_timetable_kinds(), *_weekly_groups_kinds()]
+    return {kind.name: kind for kind in kinds}
 
 
-class BatchImporter(Protocol):
-    def __call__(self, ctx: SchoolContext, rows: list[Row], dry_run: bool) -> list[RowResult]:
-        ...
+def __getattr__(name: str):
+    # `IMPORTERS` is the registry under the name the kinds' tests import.
+    if name == "IMPORTERS":
+        return registry()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-IMPORTERS: dict[str, ImportKind] = {
-    "users": ImportKind(
-        "users", required=("email", "name", "role"),
-        optional=("external_id", "department"),
-        importer="service.import_users:import_users",
-        exporter="service.import_users:export_users",
-        preload="service.import_users:preload_users",
+def _users_kinds() -> list[ImportKind]:
+    from service.import_users import export_users, import_users, preload_users
+
+    return [ImportKind(
+        "users", required=("email", "name", "role"), optional=("external_id", "department"),
+        importer=import_users, exporter=export_users, preload=preload_users,
         unique=(("email",), ("external_id",)),
         notes=["`role` is school_admin, staff or student. Upserted by `external_id` when given, "
                "else by `email`. An empty `department` clears it; an empty `external_id` keeps "
-               "the stored one."]),
-    "periods": ImportKind(
-        "periods", required=("period_number", "period_name", "start_time", "end_time"),
-        importer="service.timetable:import_periods", exporter="service.timetable:export_periods",
-        unique=(("period_number",),), module="timetable"),
-    "assignments": ImportKind(
-        "assignments",
-        required=("staff", "day_of_week", "period_number", "class_id", "subject"),
-        optional=("room_number", "student_count"),
-        importer="service.import_timetable:import_assignments",
-        exporter="service.import_timetable:export_assignments",
-        preload="service.import_timetable:preload_assignments",
-        group_by=("staff", "day_of_week", "period_number"),
-        unique=(("staff", "day_of_week", "period_number", "class_id"),), module="timetable",
-        notes=["One row per class; rows with the same (staff, day_of_week, period_number) are "
-               "the classes of one assignment. `staff` is the staff member's external_id or "
-               "email."]),
-    "students": ImportKind(
-        "students", required=("program", "customer_id", "name"),
-        optional=("ability_level", "birth_date", "email"),
-        importer="service.weekly_groups:import_students",
-        exporter="service.weekly_groups:export_students",
-        unique=(("customer_id",),), module="weekly_groups"),
-    "group-memberships": ImportKind(
-        "group-memberships", required=("program", "week_number", "group", "customer_id"),
-        importer="service.weekly_groups:import_group_memberships",
-        exporter="service.weekly_groups:export_group_memberships",
-        unique=(("program", "week_number", "customer_id"),), module="weekly_groups",
-        notes=["`group` is the group's base name; `customer_id` names the program student."]),
-}
+               "the stored one."])]
+
+
+def _timetable_kinds() -> list[ImportKind]:
+    from service.import_timetable import (
+        export_assignments,
+        import_assignments,
+        preload_assignments,
+    )
+    from service.timetable import export_periods, import_periods
+
+    return [
+        ImportKind(
+            "periods", required=("period_number", "period_name", "start_time", "end_time"),
+            importer=import_periods, exporter=export_periods,
+            unique=(("period_number",),), module="timetable"),
+        ImportKind(
+            "assignments",
+            required=("staff", "day_of_week", "period_number", "class_id", "subject"),
+            optional=("room_number", "student_count"),
+            importer=import_assignments, exporter=export_assignments,
+            preload=preload_assignments,
+            group_by=("staff", "day_of_week", "period_number"),
+            unique=(("staff", "day_of_week", "period_number", "class_id"),), module="timetable",
+            notes=["One row per class; rows with the same (staff, day_of_week, period_number) "
+                   "are the classes of one assignment. `staff` is the staff member's "
+                   "external_id or email."]),
+    ]
+
+
+def _weekly_groups_kinds() -> list[ImportKind]:
+    from service.weekly_groups_import import (
+        export_group_memberships,
+        export_students,
+        import_group_memberships,
+        import_students,
+    )
+
+    return [
+        ImportKind(
+            "students", required=("program", "customer_id", "name"),
+            optional=("ability_level", "birth_date", "email"),
+            importer=import_students, exporter=export_students,
+            unique=(("customer_id",),), module="weekly_groups"),
+        ImportKind(
+            "group-memberships", required=("program", "week_number", "group", "customer_id"),
+            importer=import_group_memberships, exporter=export_group_memberships,
+            unique=(("program", "week_number", "customer_id"),), module="weekly_groups",
+            notes=["`group` is the group's base name; `customer_id` names the program "
+                   "student."]),
+    ]

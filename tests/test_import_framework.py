@@ -7,12 +7,14 @@ from contextlib import contextmanager
 
 import pytest
 from click.testing import CliRunner
+from pymongo.errors import AutoReconnect, ServerSelectionTimeoutError
 
 from documents.accounts import User
 from scripts import cli
-from scripts.importer import EXIT_UNUSABLE, Progress, batches_of, run_import
+from scripts.importer import EXIT_UNUSABLE, Progress, batches_of, run_export, run_import
+from service import import_users
 from service.imports import Row
-from tests.test_import_support import run, write_csv, write_json_lines
+from tests.test_import_support import replace_function, run, write_csv, write_json_lines
 
 USER_HEADER = ("email", "name", "role")
 
@@ -167,30 +169,74 @@ def test_cli_exit_codes(world, tmp_path, cli_database):
     assert "g@hr.test" in exported.output
 
 
-def test_a_database_failure_midway_stops_with_exit_code_3_and_a_rerun_completes(
-        world, tmp_path, monkeypatch, capsys):
-    from pymongo.errors import AutoReconnect
-
-    from service import import_users
-
+@pytest.mark.parametrize("failure, reason", [
+    (AutoReconnect("connection reset"), "connection reset"),
+    # What a driver raised when it could not read a reply of the server, under two parallel
+    # imports of one file: still one line and exit code 3, never a traceback.
+    (KeyError("nModified"), "KeyError: 'nModified'"),
+])
+def test_a_failure_midway_stops_with_exit_code_3_and_a_rerun_completes(
+        world, tmp_path, monkeypatch, capsys, failure, reason):
     path = write_csv(tmp_path / "u.csv", USER_HEADER,
                      [[f"u{n}@hr.test", f"U{n}", "staff"] for n in range(6)])
-    original = import_users.import_users
     calls = []
 
-    def failing(ctx, rows, dry_run, known):
+    def fail_second_batch(ctx, rows, dry_run, known):
         calls.append(rows)
         if len(calls) == 2:
-            raise AutoReconnect("connection reset")
-        return original(ctx, rows, dry_run, known)
+            raise failure
 
-    monkeypatch.setattr(import_users, "import_users", failing)
+    replace_function(monkeypatch, import_users, "import_users", fail_second_batch)
     assert run_import("users", path, world.school.code, batch_size=2,
                       out=io.StringIO()) == 3
     error = capsys.readouterr().err
-    assert "stopped at line 4 (connection reset)" in error
+    assert error.count("\n") == 1
+    assert f"stopped at line 4 ({reason})" in error
     assert "Re-run the same file" in error
     assert User.objects(email__in=[f"u{n}@hr.test" for n in range(6)]).count() == 2
-    monkeypatch.setattr(import_users, "import_users", original)
+    monkeypatch.undo()
     outcome = run("users", path, world.school, batch_size=2)
     assert (outcome.code, outcome.count("unchanged"), outcome.count("created")) == (0, 2, 4)
+
+
+def test_a_database_failing_before_the_first_batch_is_exit_code_3_and_one_line(
+        world, tmp_path, monkeypatch, capsys):
+    path = write_csv(tmp_path / "u.csv", USER_HEADER, [["a@hr.test", "A", "staff"]])
+
+    def unreachable(*args):
+        raise ServerSelectionTimeoutError("db:27017: [Errno 111] Connection refused, "
+                                          "Timeout: 2.0s, Topology Description: <...>")
+
+    monkeypatch.setattr("scripts.importer._school", unreachable)
+    assert run_import("users", path, "ANY", out=io.StringIO()) == 3
+    assert run_export("users", "ANY", tmp_path / "out.csv") == 3
+    errors = capsys.readouterr().err.splitlines()
+    assert errors == [
+        "error: the database is unreachable or failed (db:27017: [Errno 111] Connection "
+        "refused); nothing was imported",
+        "error: the database is unreachable or failed (db:27017: [Errno 111] Connection "
+        "refused); the export is incomplete"]
+
+
+def test_an_unreachable_database_is_exit_code_3_and_one_line_from_the_cli(
+        tmp_path, monkeypatch):
+    monkeypatch.setenv("MONGODB_URI", "mongodb://hr:secret@127.0.0.1:1/rota")
+    path = write_csv(tmp_path / "u.csv", USER_HEADER, [["a@hr.test", "A", "staff"]])
+    result = CliRunner().invoke(cli.main, ["import", "users", str(path), "--school", "S"])
+    assert result.exit_code == 3
+    assert result.output.startswith("Error: No database: 127.0.0.1:1 does not answer (")
+    assert result.output.count("\n") == 1
+    assert "secret" not in result.output
+
+
+def test_the_registry_names_each_kind_with_the_functions_of_its_module():
+    from service import import_users
+    from service.imports import registry
+
+    kinds = registry()
+    assert sorted(kinds) == ["assignments", "group-memberships", "periods", "students", "users"]
+    assert kinds["users"].importer is import_users.import_users
+    assert kinds["users"].preload is import_users.preload_users
+    for kind in kinds.values():
+        assert callable(kind.importer) and callable(kind.exporter), kind.name
+        assert kind.preload is None or callable(kind.preload), kind.name

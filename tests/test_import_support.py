@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scripts.importer import run_export, run_import
-from service.imports import IMPORTERS
+from service.imports import registry
 
 VOLATILE = ("_id", "created_at", "updated_at")
 
@@ -63,7 +63,7 @@ def export(kind: str, school, path: Path) -> list[dict]:
     with open(path) as handle:
         reader = csv.DictReader(handle)
         rows = list(reader)
-    assert reader.fieldnames == list(IMPORTERS[kind].columns)
+    assert reader.fieldnames == list(registry()[kind].columns)
     return rows
 
 
@@ -78,14 +78,28 @@ def snapshot(document, school_id, drop: tuple[str, ...] = VOLATILE) -> list:
 def crash_on_call(monkeypatch, target, name: str, call_number: int):
     """Make `target.name` raise on its `call_number`-th call (1-based): a process dying
     midway through a batch."""
-    original = getattr(target, name)
     calls = {"n": 0}
 
-    def crashing(*args, **kwargs):
+    def crash(*args):
         calls["n"] += 1
         if calls["n"] == call_number:
             raise KeyboardInterrupt("killed")
+
+    replace_function(monkeypatch, target, name, crash)
+    return calls
+
+
+def replace_function(monkeypatch, target, name: str, before):
+    """Call `before(*args)` ahead of every call of `target.name`, also where the registry of
+    import kinds holds the function itself."""
+    original = getattr(target, name)
+
+    def wrapped(*args, **kwargs):
+        before(*args)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(target, name, crashing)
-    return calls
+    monkeypatch.setattr(target, name, wrapped)
+    for kind in registry().values():
+        for role in ("importer", "exporter", "preload"):
+            if getattr(kind, role) is original:
+                monkeypatch.setattr(kind, role, wrapped)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
 from documents import all_documents
@@ -99,3 +101,105 @@ def test_requests_of_the_areas_not_under_remodel_send_only_targeted_commands(
                  "/projects"):
         assert client.get(world.url(path), headers=admin).status_code == 200, path
     assert client.get("/api/v1/notifications", headers=world.headers("staff")).status_code == 200
+
+
+# ---------------------------------------------------------------------------- rota shard
+
+class FakeMongos:
+    """What `rota shard` asks a mongos, with the catalog of sharded collections it keeps."""
+
+    def __init__(self, mongos: bool = True, sharded: dict | None = None):
+        self.mongos, self.sharded, self.commands = mongos, dict(sharded or {}), []
+        self.admin = self
+        self.config = SimpleNamespace(collections=SimpleNamespace(find=self.find))
+
+    def command(self, command):
+        if command == "hello":
+            return {"msg": "isdbgrid"} if self.mongos else {"isWritablePrimary": True}
+        self.commands.append(command)
+        if "shardCollection" in command:
+            self.sharded[command["shardCollection"]] = command["key"]
+        return {"ok": 1}
+
+    def find(self, filter, projection):
+        return [{"_id": namespace, "key": key} for namespace, key in self.sharded.items()]
+
+
+def school_owned_collections() -> list[str]:
+    return sorted(d._get_collection_name() for d in SCHOOL_OWNED)
+
+
+def test_the_shard_commands_enable_sharding_then_shard_what_is_not_sharded_yet():
+    from scripts.shard import shard_commands
+
+    names = ["projects", "audit_events", "leases"]
+    assert shard_commands("rota", names, {}) == [
+        {"enableSharding": "rota"},
+        {"shardCollection": "rota.audit_events", "key": {"school_id": 1}},
+        {"shardCollection": "rota.leases", "key": {"school_id": 1}},
+        {"shardCollection": "rota.projects", "key": {"school_id": 1}}]
+    assert shard_commands("rota", names, {"rota.leases": {"school_id": 1}})[1:] == [
+        {"shardCollection": "rota.audit_events", "key": {"school_id": 1}},
+        {"shardCollection": "rota.projects", "key": {"school_id": 1}}]
+    every = {f"rota.{name}": {"school_id": 1} for name in names}
+    assert shard_commands("rota", names, every) == []
+
+
+def test_on_a_mongos_every_school_owned_collection_is_sharded_once(app):
+    from scripts.shard import run_shard
+
+    mongos, said = FakeMongos(), []
+    assert run_shard(SimpleNamespace(client=mongos, name="rota"), echo=said.append) == 0
+    assert sorted(mongos.sharded) == [f"rota.{n}" for n in school_owned_collections()]
+    assert set(UNSHARDED).isdisjoint(name.split(".", 1)[1] for name in mongos.sharded)
+    assert said[-1].startswith(f"{len(SCHOOL_OWNED)} collection(s) sharded on")
+    mongos.commands.clear()
+    assert run_shard(SimpleNamespace(client=mongos, name="rota"), echo=said.append) == 0
+    assert mongos.commands == []
+    assert said[-1].startswith("0 collection(s) sharded")
+
+
+def test_a_dry_run_prints_the_commands_and_runs_none(app):
+    from scripts.shard import run_shard
+
+    mongos, said = FakeMongos(sharded={"rota.projects": {"school_id": 1}}), []
+    assert run_shard(SimpleNamespace(client=mongos, name="rota"), dry_run=True,
+                     echo=said.append) == 0
+    assert mongos.commands == []
+    assert said[0] == "would run enableSharding rota"
+    assert "would run shardCollection rota.projects key {'school_id': 1}" not in said
+    assert said[-1].startswith(f"{len(SCHOOL_OWNED) - 1} collection(s) to shard")
+
+
+def test_elsewhere_rota_shard_says_it_needs_a_mongos_and_exits_2(monkeypatch, database_uri):
+    from click.testing import CliRunner
+
+    from scripts import cli
+    from scripts.shard import run_shard
+
+    said = []
+    assert run_shard(SimpleNamespace(client=FakeMongos(mongos=False), name="rota"),
+                     echo=said.append) == 2
+    assert said == ["rota shard needs a mongos: MONGODB_URI names a single server or a "
+                    "replica set, whose collections are not sharded"]
+    monkeypatch.delenv("MONGODB_URI", raising=False)
+    result = CliRunner().invoke(cli.main, ["shard"])
+    assert (result.exit_code, result.output) == (
+        2, "rota shard needs a mongos: set MONGODB_URI to the cluster's mongos\n")
+    if database_uri.startswith("mongodb://"):  # the embedded server is a single node
+        monkeypatch.setenv("MONGODB_URI", database_uri)
+        result = CliRunner().invoke(cli.main, ["shard"])
+        assert result.exit_code == 2
+        assert result.output.startswith("rota shard needs a mongos:")
+
+
+def test_rota_shard_on_an_unreachable_database_exits_3_with_one_line(monkeypatch):
+    from click.testing import CliRunner
+
+    from scripts import cli
+
+    monkeypatch.setenv("MONGODB_URI", "mongodb://127.0.0.1:1/rota")
+    result = CliRunner().invoke(cli.main, ["shard"])
+    assert result.exit_code == 3
+    assert result.output.startswith("rota shard failed: 127.0.0.1:1: [Errno 111]")
+    assert result.output.count("\n") == 1
