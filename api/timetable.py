@@ -13,8 +13,9 @@ from api.schemas import BaseSchema, Id, PageArgs, TimeOfDay, Timestamp, page_of
 from api.security import school_route
 from documents.timetable import ASSIGNMENT_TYPES, REQUEST_STATUSES
 from service.context import ADMIN_ROLES, STAFF_ROLES
-from service.timetable import MODULE, Assignments, TimetableSetup
+from service.timetable import MODULE, TimetableSetup
 from service.timetable_alterations import AlterationRequests
+from service.timetable_assignments import Assignments
 from service.timetable_exports import TimetableViews
 
 blp = Blueprint("timetable", __name__, url_prefix="/schools",

@@ -1,4 +1,4 @@
-"""The timetable: settings with their periods, assignments, slot claims, department
+"""The timetable: settings with their periods, slots with their assignments, department
 permissions and alteration requests.
 
 Collections (field names as stored)
@@ -6,70 +6,26 @@ Collections (field names as stored)
 timetable_settings       one per school: working_days, default_period_duration,
                          allow_overlapping_assignments, periods[embedded Period], version.
                          Periods live inside it so that number uniqueness and "active periods
-                         never overlap" are checked and written in ONE conditional update
-                         (filter on `version`, then `$set` the whole list and `$inc` version).
-                         A period is never removed from the list: delete sets is_active=false,
-                         so old assignments keep resolving their period.
-timetable_assignments    one per (school_id, staff_id, day_of_week, period_id): unique index.
-                         Plain fields: school_id, staff_id, period_id, day_of_week,
-                         classes[embedded: class_id, subject, room_number, student_count],
-                         assignment_type (regular|admin_override|peer_swap|self_allocated),
-                         is_locked, original_staff_id, override_notes, swap_request_id,
-                         activity_name, description, version, created_at, updated_at.
-                         Every change of an existing assignment holds a revision lock (below) and
-                         is an update_one filtered on the `version` read (and `staff_id` when
-                         ownership matters) that `$inc`s version; the classes list is always
-                         `$set` whole.
-timetable_claims         the claim protocol below.
-timetable_revision_locks one per (school_id, target_id, version) under a unique index: the
-                         right to write `version` of the settings document, an assignment, or
-                         (version 1) to decide an alteration request. See "Revision locks".
-
-Revision locks (why not just a filter on version)
--------------------------------------------------
-FerretDB v1 (SQLite) applies update_one / find_one_and_update as read, modify, write back
-without re-checking the filter, so two parallel "update where version = 3" can both succeed
-(checked: 20 parallel `$inc` report 19 modifications and leave +1). Its unique indexes are
-atomic, on insert and on update. So every change of an existing assignment or of the settings:
-  1. reads the document (version v),
-  2. inserts RevisionLock(target_id=_id, version=v+1); a duplicate key means another writer
-     is changing it -> refuse (409) or re-read and retry,
-  3. update_one(filter _id, version=v, ...) with `$inc: {version: 1}`,
-  4. deletes its lock (a later writer that read v now reliably fails the filter in step 3).
-A lock older than CLAIM_GRACE_SECONDS whose document is still at version v was left by a crash
-between 2 and 3: the next writer deletes it and retries. The importer must follow the same
-steps for assignments it changes; creating an assignment needs no lock (the insert is atomic).
-
-Claim protocol (double booking of a class or a room)
-----------------------------------------------------
-A claim is one document per taken (school_id, day_of_week, period_id, kind, key), where kind
-is "class" or "room" and key is `claim_key(class_id)` / `claim_key(room_number)` (trimmed,
-inner whitespace collapsed, case-folded). Its `_id` IS that tuple, written out by `claim_id`,
-so the `_id` index refuses a second claim: atomic on MongoDB (a school's documents share one
-shard, since school_id leads the `_id` and is the shard key) and on FerretDB, where the `_id`
-index is the cheapest unique index (a five-field unique index made every claim cost as much as
-an assignment). Each claim also stores its kind, key, and the `assignment_id` it belongs to.
-A claim is only ever deleted with a filter on its `assignment_id` too: the `_id` alone names
-the slot's class or room, whoever holds it.
-
-Creating an assignment (API or importer) goes:
-  1. choose the assignment's `_id` up front;
-  2. unless the school's settings have allow_overlapping_assignments=true, insert the claims
-     from `claims_for(assignment)` (one per distinct class key, one per distinct non-empty
-     room key), all carrying that `assignment_id`; a duplicate key means another assignment
-     teaches that class / uses that room in the slot -> refuse (409);
-  3. insert the assignment (the staff slot index refuses a second one for the same staff);
-  4. if step 2 or 3 fails, delete the claims with this `assignment_id` (only ours).
-Adding a class inserts its new claims first, then `$set`s the classes list under a revision
-lock; on failure it deletes the claims it inserted (their ids and its assignment_id).
-Removing a class or deleting an assignment changes the assignment FIRST, then deletes the
-claims no longer backed.
-Reassigning (override, swap) changes staff_id only: the claims stay, they belong to the slot.
-
-So a claim can only be stale (not backed by its assignment) after a crash between steps. A
-writer that hits a duplicate claim may delete it and retry once when it is older than
-CLAIM_GRACE_SECONDS and its assignment is gone or no longer holds that class/room.
-With allow_overlapping_assignments=true no class or room claims are written or checked.
+                         never overlap" are checked and written in ONE compare-and-set on
+                         `version` (service.aggregates.change). A period is never removed from
+                         the list: delete sets is_active=false, so old assignments keep
+                         resolving their period.
+timetable_slots          one per (school_id, day_of_week, period_id), unique: the aggregate
+                         that holds "no staff member, class or room is booked twice in one
+                         slot". Its `assignments` list embeds every assignment of the slot
+                         (id, staff_id, classes[class_id, subject, room_number, student_count],
+                         assignment_type, is_locked, original_staff_id, override_notes,
+                         swap_request_id, activity_name, description, version, created_at,
+                         updated_at). Creating, changing classes, deleting, overriding and
+                         swapping an assignment are each ONE compare-and-set of the slot on its
+                         `version`: the plan sees every other assignment of the slot, so the
+                         check and the write cannot be separated. An assignment's own `version`
+                         counts its changes (the API shows it). Indexes: (school_id,
+                         assignments.id) finds an assignment's slot, (school_id,
+                         assignments.staff_id) a staff member's week.
+timetable_alteration_requests
+                         see AlterationRequest; accept touches two aggregates (the request and
+                         the slot) in an order that `rota repair` can settle.
 """
 
 from __future__ import annotations
@@ -90,13 +46,20 @@ from documents.base import SchoolOwned, utcnow
 ASSIGNMENT_TYPES = ("regular", "admin_override", "peer_swap", "self_allocated")
 REQUEST_STATUSES = ("pending", "accepting", "accepted", "rejected", "cancelled", "failed")
 OPEN_REQUEST_STATUSES = ("pending", "accepting")
-CLAIM_KINDS = ("class", "room")
-CLAIM_GRACE_SECONDS = 30
 
 
-def claim_key(value: str) -> str:
+def booking_key(value: str) -> str:
     """The comparable form of a class id or room number: "Room  101 " == "room 101"."""
     return " ".join(str(value).split()).casefold()
+
+
+def booking_keys(classes) -> set[tuple[str, str]]:
+    """The (kind, key) pairs a list of classes books in its slot: ("class", key) for each
+    class, ("room", key) for each room named."""
+    keys = {("class", booking_key(c.class_id)) for c in classes}
+    keys |= {("room", booking_key(c.room_number)) for c in classes
+             if c.room_number and booking_key(c.room_number)}
+    return keys
 
 
 class Period(EmbeddedDocument):
@@ -132,17 +95,13 @@ class ClassInfo(EmbeddedDocument):
     student_count = IntField()
 
 
-class Assignment(SchoolOwned):
-    meta = {"collection": "timetable_assignments",
-            "indexes": [
-                {"fields": ["school_id", "staff_id", "day_of_week", "period_id"], "unique": True},
-                ["school_id", "day_of_week", "period_id"],
-                ["school_id", "original_staff_id"],
-            ]}
+class Assignment(EmbeddedDocument):
+    """One staff member's lesson (or activity) in a slot, embedded in its TimetableSlot.
+    `day_of_week` and `period_id` are the slot's: `TimetableSlot.placed` sets them on
+    the assignments it hands out, they are not stored twice."""
 
+    id = ObjectIdField(required=True)
     staff_id = ObjectIdField(required=True)
-    period_id = ObjectIdField(required=True)
-    day_of_week = IntField(required=True, min_value=0, max_value=6)
     classes = ListField(EmbeddedDocumentField(ClassInfo), default=list)
     assignment_type = StringField(choices=ASSIGNMENT_TYPES, default="regular")
     is_locked = BooleanField(default=False)
@@ -152,58 +111,33 @@ class Assignment(SchoolOwned):
     activity_name = StringField()
     description = StringField()
     version = IntField(default=0)
+    created_at = DateTimeField(default=utcnow)
     updated_at = DateTimeField(default=utcnow)
 
 
-class SlotClaim(SchoolOwned):
-    """One class or room taken in one slot; see the claim protocol above."""
+class TimetableSlot(SchoolOwned):
+    """One (day, period) of a school with every assignment in it; see the module docstring."""
 
-    meta = {"collection": "timetable_claims",
-            "indexes": [["school_id", "assignment_id"]]}
+    meta = {"collection": "timetable_slots",
+            "indexes": [
+                {"fields": ["school_id", "day_of_week", "period_id"], "unique": True},
+                ["school_id", "assignments.id"],
+                ["school_id", "assignments.staff_id"],
+                ["school_id", "assignments.original_staff_id"],
+            ]}
 
-    id = StringField(primary_key=True)  # claim_id(school_id, day_of_week, period_id, kind, key)
-    kind = StringField(required=True, choices=CLAIM_KINDS)
-    key = StringField(required=True)
-    assignment_id = ObjectIdField(required=True)
+    day_of_week = IntField(required=True, min_value=0, max_value=6)
+    period_id = ObjectIdField(required=True)
+    assignments = ListField(EmbeddedDocumentField(Assignment), default=list)
+    version = IntField(default=0)
 
-
-def claim_id(school_id, day_of_week: int, period_id, kind: str, key: str) -> str:
-    return f"{school_id}:{day_of_week}:{period_id}:{kind}:{key}"
-
-
-def claim_keys(classes) -> set[tuple[str, str]]:
-    """The (kind, key) pairs a list of classes takes in its slot."""
-    keys = {("class", claim_key(c.class_id)) for c in classes}
-    keys |= {("room", claim_key(c.room_number)) for c in classes
-             if c.room_number and claim_key(c.room_number)}
-    return keys
-
-
-def claim_ids(school_id, day_of_week: int, period_id, classes) -> set[str]:
-    """The ids of the claims a list of classes needs in its slot."""
-    return {claim_id(school_id, day_of_week, period_id, kind, key)
-            for kind, key in claim_keys(classes)}
-
-
-def claims_for(assignment: Assignment, keys: set[tuple[str, str]] | None = None
-               ) -> list[SlotClaim]:
-    """The claim documents of an assignment (or of some of its keys), ready to insert."""
-    wanted = claim_keys(assignment.classes) if keys is None else keys
-    return [SlotClaim(id=claim_id(assignment.school_id, assignment.day_of_week,
-                                  assignment.period_id, kind, key),
-                      school_id=assignment.school_id, kind=kind, key=key,
-                      assignment_id=assignment.id)
-            for kind, key in sorted(wanted)]
-
-
-class RevisionLock(SchoolOwned):
-    """The right to write `version` of one document; see "Revision locks" above."""
-
-    meta = {"collection": "timetable_revision_locks",
-            "indexes": [{"fields": ["school_id", "target_id", "version"], "unique": True}]}
-
-    target_id = ObjectIdField(required=True)
-    version = IntField(required=True)
+    def placed(self) -> list[Assignment]:
+        """The assignments, each knowing its school, day and period."""
+        for assignment in self.assignments:
+            assignment.school_id = self.school_id
+            assignment.day_of_week = self.day_of_week
+            assignment.period_id = self.period_id
+        return list(self.assignments)
 
 
 class DepartmentPermission(SchoolOwned):
@@ -223,11 +157,12 @@ class AlterationRequest(SchoolOwned):
 
     `open_key` is str(assignment_id) while the request is pending or accepting and
     "closed:<request id>" afterwards: its unique index allows one open request per assignment.
-    Leaving `pending` (accept, reject, cancel, fail) first inserts RevisionLock(target_id=the
-    request id, version=1): only one caller ever gets it. Accept then marks the request
-    `accepting`, moves the assignment (revision lock, filter staff_id=requester + version),
-    then marks it `accepted` (or `failed`); a request whose decision lock is older than the
-    grace period while it is still open is repaired from the assignment's `swap_request_id`.
+    Leaving `pending` is one update filtered on status "pending": exactly one of parallel
+    accepts, rejects and cancels wins. Accept moves it to `accepting` (accepted_by,
+    accepting_since), then moves the lesson in its slot (filter: still the requester's, and
+    `swap_request_id` set to this request), then `accepting` -> `accepted` (or `failed`).
+    An `accepting` request is settled from its slot by whoever meets it: accepted at once
+    when the slot shows the move, failed once it is older than the grace period.
     """
 
     meta = {"collection": "timetable_alteration_requests",
@@ -255,4 +190,5 @@ class AlterationRequest(SchoolOwned):
     responded_at = DateTimeField()
     response_reason = StringField()
     failure_code = StringField()
+    version = IntField(default=0)  # every conditional update counts itself here
     updated_at = DateTimeField(default=utcnow)

@@ -5,8 +5,9 @@ request still waiting for an answer."""
 from __future__ import annotations
 
 from service.context import Actor, SchoolContext
-from service.timetable import Assignments, TimetableSetup
+from service.timetable import TimetableSetup
 from service.timetable_alterations import AlterationRequests
+from service.timetable_assignments import Assignments
 
 PERIODS = [(1, "Period 1", "08:00", "08:45"), (2, "Period 2", "08:50", "09:35"),
            (3, "Period 3", "09:55", "10:40"), (4, "Period 4", "10:45", "11:30"),

@@ -17,9 +17,16 @@ def claim_key(value: str) -> str:
     return " ".join(str(value).split()).casefold()
 
 
+def timetable_slots(db: Database, **projection):
+    """Every slot document, each with the school, day, period and the projected fields."""
+    return db.timetable_slots.find({}, {"school_id": 1, "day_of_week": 1, "period_id": 1,
+                                        **projection})
+
+
 def staff_double_bookings(db: Database) -> list[str]:
-    slots = Counter((a["school_id"], a["staff_id"], a["day_of_week"], a["period_id"])
-                    for a in db.timetable_assignments.find({}, {"classes": 0}))
+    slots = Counter((s["school_id"], a["staff_id"], s["day_of_week"], s["period_id"])
+                    for s in timetable_slots(db, **{"assignments.staff_id": 1})
+                    for a in s.get("assignments") or [])
     return [f"staff {slot[1]} has {n} assignments on day {slot[2]} period {slot[3]}"
             for slot, n in slots.items() if n > 1]
 
@@ -28,36 +35,42 @@ def class_and_room_double_bookings(db: Database) -> list[str]:
     overlapping = {s["school_id"] for s in db.timetable_settings.find(
         {"allow_overlapping_assignments": True}, {"school_id": 1})}
     taken: dict[tuple, set] = defaultdict(set)
-    for assignment in db.timetable_assignments.find({}, {"school_id": 1, "day_of_week": 1,
-                                                         "period_id": 1, "classes": 1}):
-        if assignment["school_id"] in overlapping:
+    for found in timetable_slots(db, **{"assignments.id": 1, "assignments.classes": 1}):
+        if found["school_id"] in overlapping:
             continue
-        slot = (assignment["school_id"], assignment["day_of_week"], assignment["period_id"])
-        for taught in assignment.get("classes") or []:
-            taken[slot + ("class", claim_key(taught["class_id"]))].add(assignment["_id"])
-            if taught.get("room_number"):
-                taken[slot + ("room", claim_key(taught["room_number"]))].add(assignment["_id"])
+        slot = (found["school_id"], found["day_of_week"], found["period_id"])
+        for assignment in found.get("assignments") or []:
+            for taught in assignment.get("classes") or []:
+                taken[slot + ("class", claim_key(taught["class_id"]))].add(assignment["id"])
+                if taught.get("room_number"):
+                    taken[slot + ("room", claim_key(taught["room_number"]))].add(
+                        assignment["id"])
     return [f"{key[3]} {key[4]!r} taught by {len(ids)} assignments on day {key[1]} period "
             f"{key[2]}" for key, ids in taken.items() if len(ids) > 1]
 
 
+def program_weeks(db: Database):
+    """Every week document of the weekly groups, with its groups and their members."""
+    return db.weekly_program_weeks.find({}, {"program_id": 1, "week_number": 1,
+                                             "groups.group_id": 1, "groups.max_size": 1,
+                                             "groups.members.student_id": 1})
+
+
 def groups_over_capacity(db: Database) -> list[str]:
-    entries = list(db.weekly_week_entries.find({}, {"kind": 1, "group_id": 1, "week_number": 1,
-                                                    "max_size": 1}))
-    members = Counter((e["group_id"], e["week_number"]) for e in entries if e["kind"] == "member")
-    seats = {(e["group_id"], e["week_number"]): e["max_size"] for e in entries
-             if e["kind"] == "group" and e.get("max_size")}
-    return [f"group {group} week {week} has {members[(group, week)]} members, max {size}"
-            for (group, week), size in seats.items() if members[(group, week)] > size]
+    return [f"group {g['group_id']} week {week['week_number']} has {len(g['members'])} "
+            f"members, max {g['max_size']}"
+            for week in program_weeks(db) for g in week.get("groups") or []
+            if len(g.get("members") or []) > g["max_size"]]
 
 
 def students_in_two_groups(db: Database) -> list[str]:
-    placed = Counter((e["program_id"], e["week_number"], e["student_id"])
-                     for e in db.weekly_week_entries.find({"kind": "member"},
-                                                          {"program_id": 1, "week_number": 1,
-                                                           "student_id": 1}))
-    return [f"student {key[2]} is in {n} groups in week {key[1]}"
-            for key, n in placed.items() if n > 1]
+    problems = []
+    for week in program_weeks(db):
+        placed = Counter(m["student_id"] for g in week.get("groups") or []
+                         for m in g.get("members") or [])
+        problems += [f"student {student} is in {n} groups in week {week['week_number']} of "
+                     f"program {week['program_id']}" for student, n in placed.items() if n > 1]
+    return problems
 
 
 def accepted_swaps_not_executed_once(db: Database) -> list[str]:
@@ -70,9 +83,10 @@ def accepted_swaps_not_executed_once(db: Database) -> list[str]:
         {"entity_id": 1}))
     problems = [f"request {rid} accepted {accepts[str(rid)]} times"
                 for rid in accepted if accepts[str(rid)] != 1]
-    assignments = {a["_id"]: a for a in db.timetable_assignments.find(
-        {"_id": {"$in": [r["assignment_id"] for r in accepted.values()]}},
-        {"staff_id": 1, "swap_request_id": 1})}
+    wanted = {r["assignment_id"] for r in accepted.values()}
+    assignments = {a["id"]: a for s in db.timetable_slots.find(
+        {"assignments.id": {"$in": list(wanted)}}, {"assignments": 1})
+        for a in s["assignments"] if a["id"] in wanted}
     for rid, request in accepted.items():
         assignment = assignments.get(request["assignment_id"])
         if assignment and assignment.get("swap_request_id") == rid \

@@ -1,19 +1,18 @@
 """`rota repair`: settle what a crash between two steps of a request can leave behind.
 
 Safe at any time, meant for the nightly cron next to the imports: it only touches what is
-older than any request can run (an alteration accept stopped half-way, a seat claimed by a
-move that died before placing its student), gives assignments the class and room claims they
-lack (after an upgrade), and audits what it fixed.
+older than any request can run (an alteration accept stopped half-way), adds what a
+crash left out (a program's week documents, a group's weeks, a week change's move log),
+and audits what it fixed.
 """
 
 from __future__ import annotations
 
 from documents.accounts import School
-from documents.weekly_groups import Program
 from service.context import SYSTEM
 from service.tenancy import school_context
-from service.timetable import Assignments
 from service.timetable_alterations import AlterationRequests
+from service.timetable_exports import TimetableViews
 from service.weekly_groups import WeeklyGroups
 
 
@@ -25,16 +24,11 @@ def repair_school(school: School) -> tuple[list[str], list[str]]:
     if "timetable" in ctx.modules:
         settled = AlterationRequests(ctx).repair_interrupted()
         fixed += [f"alteration request {r.id} settled as {r.status}" for r in settled]
-        restored, clashes = Assignments(ctx).restore_claims()
-        fixed += restored
-        to_resolve += clashes
+        to_resolve += [f"double booking: {c['kind']} {c['key']!r} on day {c['day_of_week']} "
+                       f"period {c['period_number']}: assignments {', '.join(c['assignment_ids'])}"
+                       for c in TimetableViews(ctx).double_bookings()]
     if "weekly_groups" in ctx.modules:
-        groups = WeeklyGroups(ctx)
-        for program_id in Program.objects.for_school(school.id).scalar("id"):
-            for seat in groups.repair(program_id)["fixed"]:
-                fixed.append(f"program {program_id}: {seat['released_seats']} orphan seat(s) "
-                             f"released in group {seat['group_id']}, week "
-                             f"{seat['week_number']}")
+        fixed += WeeklyGroups(ctx).repair()
     return fixed, to_resolve
 
 

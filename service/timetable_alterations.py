@@ -1,40 +1,56 @@
 """Alteration requests: a staff member hands one of their assignments to a named colleague or
 to a whole department (first eligible acceptor wins).
 
-Every way out of `pending` (accept, reject, cancel, fail) starts by inserting the request's
-decision lock (RevisionLock version 1, unique): exactly one caller gets it, even across
-workers on FerretDB, where a filter on status alone would let two updates through.
-Accept is ordered so that no crash can leave two owners and every interruption is visible:
-  1. the decision lock, then pending -> accepting
-  2. the assignment moves   (revision lock + update_one filtered on staff_id=requester and the
-                             version read; the staff slot index refuses a booked acceptor)
-  3. accepting -> accepted  (or -> failed with `failure_code` when step 2 could not happen)
-An open request whose decision lock is older than ACCEPTING_GRACE_SECONDS was interrupted
-between steps; `repair_interrupted` settles it from the assignment's `swap_request_id`.
+Two aggregates, the request and the assignment's slot, written in this order:
+  1. pending -> accepting   one update filtered on status "pending": exactly one of parallel
+                            accepts, rejects and cancels wins; it records accepted_by and
+                            accepting_since
+  2. the lesson moves       one compare-and-set of the slot: still the requester's, the
+                            acceptor free in that slot; it records swap_request_id
+  3. accepting -> accepted  (or -> failed with `failure_code` when step 2 was refused)
+A crash after 1 leaves an `accepting` request, and the slot tells what happened: the move is
+there (swap_request_id = the request) -> it is settled as accepted at once; the move is not
+there and the request is older than ACCEPTING_GRACE_SECONDS (no live accept can still be at
+step 2) -> failed. Every path that meets an accepting request (get, accept, reject, cancel, a
+new request for its assignment, `rota repair`) settles it; the one update out of `accepting`
+that succeeds writes the outcome's notifications and audit event, so they happen once.
 """
 
 from __future__ import annotations
 
+import hashlib
 from datetime import timedelta
 
-from mongoengine.errors import NotUniqueError, OperationError
+from bson import ObjectId
+from mongoengine.errors import NotUniqueError
 from mongoengine.queryset.visitor import Q
 
 from documents.accounts import User
-from documents.audit import Notification
+from documents.audit import AuditEvent, Notification
 from documents.base import utcnow
-from documents.connection import is_duplicate_key
-from documents.timetable import OPEN_REQUEST_STATUSES, AlterationRequest, Assignment, RevisionLock
+from documents.connection import insert_unique
+from documents.timetable import AlterationRequest, Assignment
+from service.aggregates import update_where
+from service.audit import audit_event
 from service.base import SchoolService
-from service.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from service.errors import Conflict, DomainError, Forbidden, NotFound, ValidationFailed
+from service.ids import object_id
 from service.notifications import notify_many
 from service.pagination import Page, paginate
-from service.timetable import permissions_of, slot_label
-from service.timetable_claims import revise, take_lock
+from service.timetable import permissions_of
+from service.timetable_assignments import slot_label
+from service.timetable_slots import change_slot_of, find_assignment, replaced, slots, staff_booked
 
 # Longer than a worker's request timeout, so a live accept is never "repaired" under it.
 ACCEPTING_GRACE_SECONDS = 120
 KIND = "timetable_alteration"
+
+
+def outcome_id(request_id, outcome: str, number: int) -> ObjectId:
+    """The id of the audit event (0) or a notification (1, 2) of a request's outcome: the
+    same for every caller that records it, so the unique _id keeps one."""
+    digest = hashlib.sha256(f"{request_id}:{outcome}:{number}".encode()).digest()
+    return ObjectId(digest[:12])
 
 
 def request_summary(request: AlterationRequest) -> dict:
@@ -55,7 +71,9 @@ class AlterationRequests(SchoolService):
             raise ValidationFailed("Give exactly one of target_staff_id and target_department.",
                                    {"target_staff_id": ["Give this or target_department."]})
         requester = self._me()
-        assignment = self.get(Assignment, assignment_id, "assignment")
+        assignment = find_assignment(self.school_id, object_id(assignment_id, "assignment"))
+        if assignment is None:
+            raise NotFound(f"No assignment with id {assignment_id!r}.")
         if assignment.staff_id != requester.id:
             raise Conflict("Only the staff member holding an assignment can request to hand it "
                            "over.", code="not_your_assignment")
@@ -116,15 +134,12 @@ class AlterationRequests(SchoolService):
         lost the assignment, or its accept was interrupted."""
         blocker = AlterationRequest.objects.for_school(self.school_id).filter(
             open_key=str(assignment_id)).first()
-        if blocker is None:
+        if blocker is None or self._settle(blocker):
             return True
-        if self._repair(blocker):
-            return True
-        owner = Assignment.objects.for_school(self.school_id).filter(
-            id=assignment_id).scalar("staff_id").first()
-        if blocker.status != "pending" or owner == blocker.requester_id:
+        owner = find_assignment(self.school_id, assignment_id)
+        if blocker.status != "pending" or (owner and owner.staff_id == blocker.requester_id):
             return False
-        return self._fail(blocker, "assignment_changed", decided=False)
+        return self._fail(blocker, "assignment_changed")
 
     def _announce_new(self, request, requester: User, assignment: Assignment) -> None:
         if request.target_staff_id:
@@ -161,7 +176,7 @@ class AlterationRequests(SchoolService):
         return {"incoming": incoming, "outgoing": outgoing}.get(box, incoming | outgoing)
 
     def get_request(self, request_id) -> AlterationRequest:
-        request = self.get(AlterationRequest, request_id, "alteration request")
+        request = self._settled(self.get(AlterationRequest, request_id, "alteration request"))
         if not self.actor.is_admin and not self._involves_me(request):
             raise NotFound(f"No alteration request with id {request_id!r}.")
         return request
@@ -177,16 +192,24 @@ class AlterationRequests(SchoolService):
 
     def accept(self, request_id, reason: str | None = None) -> AlterationRequest:
         self.require_role({"staff"})
-        request = self.get(AlterationRequest, request_id, "alteration request")
+        request = self._settled(self.get(AlterationRequest, request_id, "alteration request"))
         acceptor = self._me()
         self._check_may_answer(request, acceptor)
         self._require_pending(request)
         self._check_departments(request.requester_department, acceptor.department)
         assignment = self._still_requesters(request)
         self._check_acceptor_can_take(assignment, acceptor)
-        self._claim(request, acceptor)
-        self._move(request, assignment, acceptor)
-        return self._finish(request, acceptor, reason)
+        if not self._leave_pending(request, "accepting", accepted_by=acceptor.id,
+                                   accepting_since=utcnow()):
+            raise self._answered()
+        try:
+            self._move(request, acceptor)
+        except DomainError as refused:
+            self._fail(request, refused.code, from_status="accepting")
+            raise
+        request.accepted_by = acceptor.id
+        self._finish(request, reason, "accept")
+        return request.reload()
 
     def _check_may_answer(self, request: AlterationRequest, me: User) -> None:
         if request.target_staff_id:
@@ -203,95 +226,122 @@ class AlterationRequests(SchoolService):
             raise Conflict(f"This request is {request.status}, no longer pending.",
                            code="not_pending", details={"status": request.status})
 
+    @staticmethod
+    def _answered() -> Conflict:
+        return Conflict("This request has already been answered.", code="not_pending")
+
     def _still_requesters(self, request: AlterationRequest) -> Assignment:
-        assignment = Assignment.objects.for_school(self.school_id).filter(
-            id=request.assignment_id).first()
+        assignment = find_assignment(self.school_id, request.assignment_id)
         if assignment is None or assignment.staff_id != request.requester_id:
-            if not self._fail(request, "assignment_changed", decided=False):
+            if not self._fail(request, "assignment_changed"):
                 self._require_pending(request.reload())
             raise self._assignment_changed()
         return assignment
 
     def _check_acceptor_can_take(self, assignment: Assignment, acceptor: User) -> None:
+        """Answer early; the move checks both again inside its slot write."""
         if self._would_swap_back(assignment, acceptor.id):
-            raise Conflict("This period came to the requester by swap from you; it cannot come "
-                           "straight back.", code="circular_swap")
-        busy = Assignment.objects.for_school(self.school_id).filter(
-            staff_id=acceptor.id, day_of_week=assignment.day_of_week,
-            period_id=assignment.period_id).count()
-        if busy:
-            raise Conflict("You already have an assignment in that slot.", code="slot_taken")
+            raise self._swap_back()
+        if slots().count_documents({"school_id": self.school_id,
+                                    "day_of_week": assignment.day_of_week,
+                                    "period_id": assignment.period_id,
+                                    "assignments.staff_id": acceptor.id}):
+            raise self._acceptor_booked()
 
-    def _decide(self, request: AlterationRequest) -> bool:
-        """Take the one right to move this request out of `pending`."""
-        return take_lock(self.school_id, request.id, 1) is not None
+    def _move(self, request: AlterationRequest, acceptor: User) -> None:
+        """Step 2: hand the lesson to the acceptor inside its slot, naming this request."""
+        def hand_over(slot, assignment):
+            if assignment.swap_request_id == request.id:
+                return None  # already moved by this request
+            if assignment.staff_id != request.requester_id:
+                raise self._assignment_changed()
+            if self._would_swap_back(assignment, acceptor.id):
+                raise self._swap_back()
+            if staff_booked(slot, acceptor.id):
+                raise self._acceptor_booked()
+            return replaced(slot, assignment, staff_id=acceptor.id,
+                            original_staff_id=request.requester_id,
+                            assignment_type="peer_swap", swap_request_id=request.id,
+                            override_notes=None)
 
-    def _claim(self, request: AlterationRequest, acceptor: User) -> None:
-        if not self._decide(request):
-            raise Conflict("This request has already been answered.", code="not_pending")
-        AlterationRequest.objects.for_school(self.school_id).filter(id=request.id).update_one(
-            set__status="accepting", set__accepted_by=acceptor.id,
-            set__accepting_since=utcnow(), set__updated_at=utcnow())
-
-    def _move(self, request: AlterationRequest, assignment: Assignment, acceptor: User) -> None:
         try:
-            moved = revise(Assignment, self.school_id, assignment, lambda found: found.update_one(
-                set__staff_id=acceptor.id, set__original_staff_id=request.requester_id,
-                set__assignment_type="peer_swap", set__swap_request_id=request.id,
-                unset__override_notes=True, inc__version=1, set__updated_at=utcnow()),
-                staff_id=request.requester_id)
-        except (NotUniqueError, OperationError) as exc:
-            if not is_duplicate_key(exc):
-                raise
-            self._fail(request, "slot_taken", decided=True)
-            raise Conflict("You already have an assignment in that slot.",
-                           code="slot_taken") from None
-        if not moved:
-            self._fail(request, "assignment_changed", decided=True)
-            raise self._assignment_changed()
+            change_slot_of(self.school_id, request.assignment_id, hand_over)
+        except NotFound:  # deleted meanwhile
+            raise self._assignment_changed() from None
 
-    def _fail(self, request, code: str, decided: bool) -> bool:
-        """Close a request as failed (taking its decision unless already `decided` by this
-        caller); the requester is told. False when someone else decided it first."""
-        if not decided and not self._decide(request):
-            return False
-        AlterationRequest.objects.for_school(self.school_id).filter(id=request.id).update_one(
-            set__status="failed", set__failure_code=code, set__open_key=f"closed:{request.id}",
-            set__responded_at=utcnow(), set__updated_at=utcnow())
-        self.notify(request.requester_id, KIND,
-                    "Your alteration request could not be completed: the assignment changed "
-                    "hands meanwhile.", {"request_id": str(request.id), "failure_code": code})
-        self.audit("fail", KIND, request.id, before={"status": request.status},
-                   after={"status": "failed", "failure_code": code})
-        return True
+    @staticmethod
+    def _swap_back() -> Conflict:
+        return Conflict("This period came to the requester by swap from you; it cannot come "
+                        "straight back.", code="circular_swap")
 
-    def _finish(self, request, acceptor: User, reason) -> AlterationRequest:
-        AlterationRequest.objects.for_school(self.school_id).filter(id=request.id).update_one(
-            set__status="accepted", set__responded_by=acceptor.id, set__responded_at=utcnow(),
-            set__response_reason=reason, set__open_key=f"closed:{request.id}",
-            set__updated_at=utcnow())
-        data = {"request_id": str(request.id), "assignment_id": str(request.assignment_id)}
-        self.notify(request.requester_id, KIND,
-                    f"Your alteration request has been accepted by {acceptor.name}.", data)
-        self.notify(acceptor.id, KIND, "The period is now on your timetable.", data)
-        self.audit("accept", KIND, request.id, before={"status": "pending"},
-                   after={"status": "accepted", "accepted_by": acceptor.id,
-                          "assignment_id": request.assignment_id})
-        return request.reload()
+    @staticmethod
+    def _acceptor_booked() -> Conflict:
+        return Conflict("You already have an assignment in that slot.", code="slot_taken")
 
     @staticmethod
     def _assignment_changed() -> Conflict:
         return Conflict("The assignment changed hands meanwhile; the request has failed and "
                         "the timetable is untouched.", code="assignment_changed")
 
+    def _leave_pending(self, request, to_status: str, **fields) -> bool:
+        """The one way out of `pending`: True for the single caller whose update matched."""
+        closing = {} if to_status == "accepting" else {"open_key": f"closed:{request.id}",
+                                                        "responded_at": utcnow()}
+        return self._transition(request, "pending", {"status": to_status, **closing, **fields})
+
+    def _transition(self, request, from_status: str, fields: dict) -> bool:
+        return update_where(AlterationRequest._get_collection(), self.school_id,
+                            {"_id": request.id, "status": from_status},
+                            {"$set": {**fields, "updated_at": utcnow()}},
+                            projection={"_id": 1}) is not None
+
+    def _fail(self, request, code: str, from_status: str = "pending", action: str = "fail"
+              ) -> bool:
+        """Close a request as failed; the requester is told. False when it had already left
+        `from_status`."""
+        if not self._transition(request, from_status, {
+                "status": "failed", "failure_code": code, "open_key": f"closed:{request.id}",
+                "responded_at": utcnow()}):
+            return False
+        self.notify(request.requester_id, KIND,
+                    "Your alteration request could not be completed: the assignment changed "
+                    "hands meanwhile.", {"request_id": str(request.id), "failure_code": code})
+        self.audit(action, KIND, request.id, before={"status": from_status},
+                   after={"status": "failed", "failure_code": code})
+        return True
+
+    def _finish(self, request, reason, action: str) -> bool:
+        """Step 3, once the slot shows the move: the outcome can only be "accepted" now, so
+        its audit event and notifications are written first, under ids derived from the
+        request (whoever writes them again, after a crash or in parallel, adds nothing),
+        then accepting -> accepted. True for the caller whose update made it."""
+        acceptor = User.objects.for_school(self.school_id).get(id=request.accepted_by)
+        data = {"request_id": str(request.id), "assignment_id": str(request.assignment_id)}
+        told = [Notification(user_id=request.requester_id, message=f"Your alteration request "
+                             f"has been accepted by {acceptor.name}."),
+                Notification(user_id=acceptor.id, message="The period is now on your timetable.")]
+        event = audit_event(self.actor, self.school_id, action, KIND, request.id,
+                            before={"status": request.status},
+                            after={"status": "accepted", "accepted_by": acceptor.id,
+                                   "assignment_id": request.assignment_id})
+        event.id = outcome_id(request.id, "accepted", 0)
+        insert_unique(AuditEvent._get_collection(), [event.to_mongo()])
+        for number, notification in enumerate(told, start=1):
+            notification.id = outcome_id(request.id, "accepted", number)
+            notification.school_id, notification.kind, notification.data = \
+                self.school_id, KIND, data
+        insert_unique(Notification._get_collection(), [n.to_mongo() for n in told])
+        return self._transition(request, "accepting", {
+            "status": "accepted", "responded_by": acceptor.id, "responded_at": utcnow(),
+            "response_reason": reason, "open_key": f"closed:{request.id}"})
+
     def reject(self, request_id, reason: str | None = None) -> AlterationRequest:
         self.require_role({"staff"})
-        request = self.get(AlterationRequest, request_id, "alteration request")
+        request = self._settled(self.get(AlterationRequest, request_id, "alteration request"))
         me = self._me()
         self._check_may_answer(request, me)
         if not self._close(request, "rejected", responded_by=me.id, response_reason=reason):
-            self._require_pending(request.reload())
-            raise Conflict("This request has already been answered.", code="not_pending")
+            raise self._answered()
         self.notify(request.requester_id, KIND,
                     f"Your alteration request has been rejected by {me.name}"
                     + (f": {reason}" if reason else "."), {"request_id": str(request.id)})
@@ -304,8 +354,7 @@ class AlterationRequests(SchoolService):
         if request.requester_id != self.actor.user_id:
             raise Forbidden("Only the requester can cancel a request.", code="not_requester")
         if not self._close(request, "cancelled", response_reason=reason):
-            self._require_pending(request.reload())
-            raise Conflict("This request has already been answered.", code="not_pending")
+            raise self._answered()
         if request.target_staff_id:
             self.notify(request.target_staff_id, KIND,
                         "An alteration request sent to you has been cancelled.",
@@ -315,48 +364,34 @@ class AlterationRequests(SchoolService):
         return request.reload()
 
     def _close(self, request, to_status: str, **fields) -> bool:
-        """Move a pending request to `to_status` once; False when it had already moved."""
-        if request.status != "pending" or not self._decide(request):
-            return False
-        updates = {f"set__{name}": value for name, value in fields.items()}
-        AlterationRequest.objects.for_school(self.school_id).filter(id=request.id).update_one(
-            set__status=to_status, set__open_key=f"closed:{request.id}",
-            set__responded_at=utcnow(), set__updated_at=utcnow(), **updates)
-        return True
+        """Move a pending request to `to_status`; False (409 for the caller) when it had
+        already moved, with the status it has now when that is not `pending` any more."""
+        if self._leave_pending(request, to_status, **fields):
+            return True
+        self._require_pending(request.reload())
+        return False
 
-    # repair
+    # settling interrupted accepts
 
     def repair_interrupted(self) -> list[AlterationRequest]:
-        """Settle requests whose accept stopped between its steps (admins)."""
+        """Settle every request whose accept stopped between its steps (admins)."""
         self.require_admin()
-        decided = RevisionLock.objects.for_school(self.school_id).filter(
-            version=1, created_at__lt=self._cutoff()).scalar("target_id")
-        stuck = list(AlterationRequest.objects.for_school(self.school_id).filter(
-            status__in=OPEN_REQUEST_STATUSES, id__in=list(decided)))
-        return [request.reload() for request in stuck if self._repair(request)]
+        stuck = AlterationRequest.objects.for_school(self.school_id).filter(status="accepting")
+        return [request.reload() for request in stuck if self._settle(request)]
 
-    @staticmethod
-    def _cutoff():
-        return utcnow() - timedelta(seconds=ACCEPTING_GRACE_SECONDS)
+    def _settled(self, request: AlterationRequest) -> AlterationRequest:
+        """The request, settled first when it is an interrupted accept."""
+        return request.reload() if self._settle(request) else request
 
-    def _repair(self, request: AlterationRequest) -> bool:
-        """Settle an open request whose decision was taken long ago but never finished."""
-        decision = RevisionLock.objects.for_school(self.school_id).filter(
-            target_id=request.id, version=1).first()
-        if decision is None or decision.created_at > self._cutoff():
+    def _settle(self, request: AlterationRequest) -> bool:
+        """Finish an `accepting` request from what its slot says: accepted when the lesson
+        moved for it, failed when it did not and no live accept can still move it. True
+        when this call settled it."""
+        if request.status != "accepting":
             return False
-        assignment = Assignment.objects.for_school(self.school_id).filter(
-            id=request.assignment_id).first()
-        moved = (assignment is not None and assignment.swap_request_id == request.id
-                 and assignment.staff_id == request.accepted_by)
-        outcome = ({"status": "accepted", "responded_by": request.accepted_by} if moved
-                   else {"status": "failed", "failure_code": "interrupted"})
-        updates = {f"set__{name}": value for name, value in outcome.items()}
-        settled = AlterationRequest.objects.for_school(self.school_id).filter(
-            id=request.id, status__in=OPEN_REQUEST_STATUSES).update_one(
-            set__open_key=f"closed:{request.id}", set__responded_at=utcnow(),
-            set__updated_at=utcnow(), **updates)
-        if settled:
-            self.audit("repair", KIND, request.id, before={"status": request.status},
-                       after=outcome)
-        return bool(settled)
+        assignment = find_assignment(self.school_id, request.assignment_id)
+        if assignment is not None and assignment.swap_request_id == request.id:
+            return self._finish(request, None, "repair")
+        if request.accepting_since > utcnow() - timedelta(seconds=ACCEPTING_GRACE_SECONDS):
+            return False
+        return self._fail(request, "interrupted", from_status="accepting", action="repair")

@@ -9,15 +9,15 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 
 from icalendar import Calendar, Event
-from mongoengine.queryset.visitor import Q
 
 from documents.accounts import User
 from documents.base import utcnow
-from documents.timetable import Assignment, Period, claim_keys
+from documents.timetable import Assignment, Period, booking_keys
 from service.base import SchoolService
 from service.errors import Forbidden, NotFound
 from service.ids import object_id
 from service.timetable import DAY_NAMES, minutes_of, settings_for_reading
+from service.timetable_slots import SLOT_FIELDS, assignments_of, slots
 
 OWN_STATUS = {"regular": "assigned", "self_allocated": "self_added",
               "peer_swap": "altered_received", "admin_override": "overridden"}
@@ -48,6 +48,17 @@ class TimetableViews(SchoolService):
         return sorted((p for p in settings.periods if p.is_active),
                       key=lambda p: p.period_number)
 
+    def _assignments(self, query: dict) -> list[Assignment]:
+        return assignments_of(slots().find({"school_id": self.school_id, **query}
+                                           ).batch_size(BATCH))
+
+    def _assignments_of(self, staff_id) -> list[Assignment]:
+        """The staff member's own assignments (one per slot: $elemMatch keeps only it)."""
+        return assignments_of(slots().find(
+            {"school_id": self.school_id, "assignments.staff_id": staff_id},
+            {**SLOT_FIELDS, "assignments": {"$elemMatch": {"staff_id": staff_id}}}
+        ).batch_size(BATCH))
+
     # the week grid
 
     def staff_grid(self, staff_id) -> dict:
@@ -56,15 +67,25 @@ class TimetableViews(SchoolService):
         staff = self._staff_member(staff_id)
         settings = settings_for_reading(self.school_id)
         periods = self._active_periods(settings)
-        mine = Assignment.objects.for_school(self.school_id).filter(
-            Q(staff_id=staff.id) | Q(original_staff_id=staff.id,
-                                     assignment_type__in=list(GIVEN_AWAY_STATUS))
-        ).batch_size(BATCH)
-        slots = self._slots_of(staff.id, mine)
+        found = self._slots_of(staff.id, self._assignments_involving(staff.id))
         days = [{"day_of_week": day,
-                 "slots": [self._slot(period, slots.get((day, period.id))) for period in periods]}
+                 "slots": [self._slot(period, found.get((day, period.id))) for period in periods]}
                 for day in settings.working_days]
         return {"staff": staff, "periods": periods, "days": days}
+
+    def _assignments_involving(self, staff_id) -> list[Assignment]:
+        """The assignments the staff member holds or gave away, without the other staff's
+        lessons of those slots (one round trip: the filter runs in the database)."""
+        mine = {"$or": [{"$eq": ["$$a.staff_id", staff_id]},
+                        {"$and": [{"$eq": ["$$a.original_staff_id", staff_id]},
+                                  {"$in": ["$$a.assignment_type", list(GIVEN_AWAY_STATUS)]}]}]}
+        return assignments_of(slots().aggregate([
+            {"$match": {"school_id": self.school_id,
+                        "$or": [{"assignments.staff_id": staff_id},
+                                {"assignments.original_staff_id": staff_id}]}},
+            {"$project": {**SLOT_FIELDS, "assignments": {
+                "$filter": {"input": "$assignments", "as": "a", "cond": mine}}}},
+        ], batchSize=BATCH))
 
     @staticmethod
     def _slots_of(staff_id, assignments) -> dict:
@@ -88,23 +109,28 @@ class TimetableViews(SchoolService):
     # conflicts
 
     def conflicts(self) -> list[dict]:
-        """Double bookings of a staff member, a class or a room in one slot. The indexes and
-        claims prevent them; they come from times when overlapping was allowed, or from data
-        written around the service."""
+        """Double bookings of a staff member, a class or a room in one slot. The slot writes
+        prevent them; they come from times when overlapping was allowed, or from data written
+        around the service."""
         settings = settings_for_reading(self.school_id)
         periods = {p.id: p for p in self._active_periods(settings)}
         by_key = defaultdict(list)
-        for assignment in Assignment.objects.for_school(self.school_id).filter(
-                period_id__in=list(periods)).only(
-                "id", "staff_id", "day_of_week", "period_id", "classes").batch_size(BATCH):
+        for assignment in self._assignments({"period_id": {"$in": list(periods)}}):
             slot = (assignment.day_of_week, assignment.period_id)
             by_key[(*slot, "staff", str(assignment.staff_id))].append(assignment)
-            for kind, key in claim_keys(assignment.classes):
+            for kind, key in booking_keys(assignment.classes):
                 by_key[(*slot, kind, key)].append(assignment)
         return [self._conflict(key, found, periods) for key, found in sorted(
             by_key.items(), key=lambda item: (item[0][0], periods[item[0][1]].period_number,
                                               item[0][2], item[0][3]))
                 if len({a.id for a in found}) > 1]
+
+    def double_bookings(self) -> list[dict]:
+        """The conflicts the school's settings forbid: for an admin to resolve."""
+        found = self.conflicts()
+        if settings_for_reading(self.school_id).allow_overlapping_assignments:
+            return [c for c in found if c["kind"] == "staff"]
+        return found
 
     @staticmethod
     def _conflict(key, assignments, periods) -> dict:
@@ -123,12 +149,11 @@ class TimetableViews(SchoolService):
             if not self.actor.is_admin:
                 raise Forbidden("Staff may only export their own timetable.",
                                 code="not_your_timetable")
-            assignments = Assignment.objects.for_school(self.school_id)
+            assignments = self._assignments({})
         else:
-            staff = self._staff_member(staff_id)
-            assignments = Assignment.objects.for_school(self.school_id).filter(staff_id=staff.id)
+            assignments = self._assignments_of(self._staff_member(staff_id).id)
         periods = {p.id: p for p in self._active_periods(settings_for_reading(self.school_id))}
-        assignments = [a for a in assignments.batch_size(BATCH) if a.period_id in periods]
+        assignments = [a for a in assignments if a.period_id in periods]
         people = {u.id: u for u in User.objects.for_school(self.school_id).filter(
             id__in=list({a.staff_id for a in assignments})).only("id", "name", "email")}
         assignments.sort(key=lambda a: (people[a.staff_id].name if a.staff_id in people else "",
@@ -177,8 +202,7 @@ class TimetableViews(SchoolService):
         calendar.add("calscale", "GREGORIAN")
         calendar.add("x-wr-calname", f"Timetable of {staff.name}")
         stamp = utcnow()
-        for assignment in Assignment.objects.for_school(self.school_id).filter(
-                staff_id=staff.id).batch_size(BATCH):
+        for assignment in self._assignments_of(staff.id):
             period = periods.get(assignment.period_id)
             if period is not None:
                 calendar.add_component(self._event(assignment, period, stamp))

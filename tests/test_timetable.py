@@ -4,9 +4,10 @@ and the periods importer. Helpers at the top are shared by the other test_timeta
 from __future__ import annotations
 
 import pytest
+from bson import ObjectId
 
 from documents.audit import AuditEvent, Notification
-from documents.timetable import Assignment, SlotClaim
+from documents.timetable import Assignment, TimetableSlot
 from service.context import Actor, SchoolContext
 from service.imports import CREATED, REJECTED, UNCHANGED, UPDATED, Row
 from service.timetable import export_periods, import_periods
@@ -56,6 +57,17 @@ def notifications_of(user, kind="") -> list[str]:
     return [n.message for n in Notification.objects(user_id=user.id) if kind in n.kind]
 
 
+def stored_assignments(school_id) -> list[Assignment]:
+    """Every assignment of the school as stored, inside its slot documents."""
+    return [a for found in TimetableSlot.objects(school_id=school_id) for a in found.placed()]
+
+
+def stored_assignment(assignment_id) -> Assignment:
+    wanted = ObjectId(str(assignment_id))
+    found = TimetableSlot.objects(__raw__={"assignments.id": wanted}).get()
+    return next(a for a in found.placed() if a.id == wanted)
+
+
 def audited(world, action, entity_type) -> int:
     return AuditEvent.objects(school_id=world.school.id, action=action,
                               entity_type=entity_type).count()
@@ -100,7 +112,6 @@ def test_switching_overlapping_off_guards_the_bookings_made_meanwhile(client, wo
     client.put(url, json={"allow_overlapping_assignments": False}, headers=headers)
     again = assign(client, world, world.staff2, period)
     assert (again.status_code, again.json["error"]["code"]) == (409, "class_taken")
-    assert audited(world, "restore_claims", "timetable_assignment") == 1
 
 
 def test_period_duration_is_computed_and_rules_hold(client, world):
@@ -202,8 +213,9 @@ def test_no_double_booking_of_staff_class_or_room(client, world):
     assert same_room.json["error"]["code"] == "room_taken"
     other_day = assign(client, world, world.staff2, period, day=TUESDAY)
     assert other_day.status_code == 201
-    # the refused requests left no claim behind: only the two bookings hold the slot keys
-    assert SlotClaim.objects(school_id=world.school.id).count() == 4
+    # the refused requests wrote nothing: one assignment in each of the two slots
+    assert sorted((a.day_of_week, a.staff_id) for a in stored_assignments(world.school.id)) \
+        == [(MONDAY, world.staff.id), (TUESDAY, world.staff2.id)]
 
 
 def test_overlapping_allowed_lets_a_class_be_taught_by_two(client, world):
@@ -281,20 +293,6 @@ def test_deleting_an_assignment_frees_the_slot(client, world):
     assert audited(world, "delete", "timetable_assignment") == 1
 
 
-def test_stale_claims_of_an_interrupted_writer_are_repaired(client, world):
-    from datetime import timedelta
-
-    from documents.base import utcnow
-
-    period = make_periods(client, world, count=1)[0]
-    created = assign(client, world, world.staff, period).json
-    # a crash between "assignment deleted" and "claims deleted" leaves claims behind
-    Assignment.objects(id=created["id"]).delete()
-    SlotClaim.objects(school_id=world.school.id).update(
-        set__created_at=utcnow() - timedelta(minutes=5))
-    assert assign(client, world, world.staff2, period).status_code == 201
-
-
 def test_assignment_list_filters_and_staff_see_their_own(client, world):
     periods = make_periods(client, world, count=2)
     assign(client, world, world.staff, periods[0])
@@ -342,7 +340,7 @@ def test_override_refuses_a_booked_new_owner(client, world):
                        headers=world.headers("admin"))
     assert busy.status_code == 409
     assert busy.json["error"]["code"] == "slot_taken"
-    assert Assignment.objects.get(id=created["id"]).staff_id == world.staff.id
+    assert stored_assignment(created["id"]).staff_id == world.staff.id
     assert client.post(url, json={"new_staff_id": str(world.staff2.id)},
                        headers=world.headers("staff")).status_code == 403
 
@@ -383,7 +381,7 @@ def test_self_allocation_needs_an_empty_slot(client, world):
         headers=world.headers("staff2"))
     assert class_busy.status_code == 409
     assert class_busy.json["error"]["code"] == "class_taken"
-    regular = Assignment.objects(school_id=world.school.id).first()
+    regular = stored_assignments(world.school.id)[0]
     not_self = client.delete(world.url(f"/timetable/self-allocations/{regular.id}"),
                              headers=world.headers("admin"))
     assert not_self.status_code == 404

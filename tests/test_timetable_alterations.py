@@ -7,9 +7,22 @@ from datetime import timedelta
 
 import pytest
 
+from documents.audit import AuditEvent, Notification
 from documents.base import utcnow
-from documents.timetable import AlterationRequest, Assignment, RevisionLock
-from tests.test_timetable import MONDAY, assign, audited, grid, make_periods, notifications_of, slot
+from documents.timetable import AlterationRequest
+from scripts.repair import run_repair
+from service.timetable_alterations import AlterationRequests
+from service.timetable_slots import slots
+from tests.test_timetable import (
+    MONDAY,
+    assign,
+    audited,
+    grid,
+    make_periods,
+    notifications_of,
+    slot,
+    stored_assignment,
+)
 
 
 @pytest.fixture
@@ -90,7 +103,7 @@ def test_department_lock_is_checked_again_at_accept_time(client, world, held):
     lock(client, world, "Science", allow_inbound=True)
     lock(client, world, "Mathematics", allow_alterations=False)
     assert answer(client, world, created["id"], "accept", "staff2").status_code == 403
-    assert Assignment.objects.get(id=held["id"]).staff_id == world.staff.id
+    assert stored_assignment(held["id"]).staff_id == world.staff.id
 
 
 # the peer swap
@@ -133,7 +146,7 @@ def test_department_wide_request_first_eligible_acceptor_wins(client, world, hel
     assert answer(client, world, created["id"], "accept", colleague).status_code == 200
     late = answer(client, world, created["id"], "accept", "staff2")
     assert late.status_code == 409
-    assert Assignment.objects.get(id=held["id"]).staff_id == colleague.id
+    assert stored_assignment(held["id"]).staff_id == colleague.id
 
 
 def test_request_rules(client, world, period, held):
@@ -158,7 +171,7 @@ def test_acceptor_already_booked_in_that_slot_is_refused(client, world, period, 
     busy = answer(client, world, created["id"], "accept", "staff2")
     assert busy.status_code == 409
     assert busy.json["error"]["code"] == "slot_taken"
-    assert Assignment.objects.get(id=held["id"]).staff_id == world.staff.id
+    assert stored_assignment(held["id"]).staff_id == world.staff.id
 
 
 def test_circular_swap_is_refused(client, world, held):
@@ -193,7 +206,7 @@ def test_reject_with_reason_and_cancel(client, world, held):
     assert any("cancelled" in m for m in notifications_of(world.staff2, "alteration"))
     assert audited(world, "reject", "timetable_alteration") == 1
     assert audited(world, "cancel", "timetable_alteration") == 1
-    assert Assignment.objects.get(id=held["id"]).staff_id == world.staff.id
+    assert stored_assignment(held["id"]).staff_id == world.staff.id
 
 
 def test_a_request_whose_assignment_changed_hands_fails_cleanly(client, world, held):
@@ -204,7 +217,7 @@ def test_a_request_whose_assignment_changed_hands_fails_cleanly(client, world, h
     failed = answer(client, world, created["id"], "accept", "staff2")
     assert failed.status_code == 409
     assert failed.json["error"]["code"] == "assignment_changed"
-    assert Assignment.objects.get(id=held["id"]).staff_id == staff_c.id
+    assert stored_assignment(held["id"]).staff_id == staff_c.id
     stored = AlterationRequest.objects.get(id=created["id"])
     assert stored.status == "failed" and stored.failure_code == "assignment_changed"
     assert audited(world, "fail", "timetable_alteration") == 1
@@ -244,20 +257,35 @@ def test_requests_are_listed_by_box_and_status(client, world, period, held):
     assert hidden.status_code == 404
 
 
+def interrupt_accept(world, request_id, moved: bool, age: timedelta) -> None:
+    """What an accept that died after step 1 (and, when `moved`, after step 2) leaves."""
+    AlterationRequest.objects(id=request_id).update_one(
+        set__status="accepting", set__accepted_by=world.staff2.id,
+        set__accepting_since=utcnow() - age)
+    if moved:
+        request = AlterationRequest.objects.get(id=request_id)
+        slots().update_one({"assignments.id": request.assignment_id}, {"$set": {
+            "assignments.0.staff_id": world.staff2.id,
+            "assignments.0.swap_request_id": request.id,
+            "assignments.0.assignment_type": "peer_swap",
+            "assignments.0.original_staff_id": world.staff.id}})
+
+
+def outcome_trail(world, request_id) -> tuple[int, int]:
+    """(audit events of the outcome, notifications of the outcome to the request's staff)."""
+    events = AuditEvent.objects(school_id=world.school.id, entity_type="timetable_alteration",
+                                entity_id=str(request_id),
+                                action__in=["accept", "repair", "fail"]).count()
+    told = [n for n in Notification.objects(user_id__in=[world.staff.id, world.staff2.id],
+                                            __raw__={"data.request_id": str(request_id)})
+            if "has asked you" not in n.message]
+    return events, len(told)
+
+
 @pytest.mark.parametrize("moved", [True, False])
 def test_an_interrupted_accept_is_repaired(client, world, held, moved):
     created = ask(client, world, held, target_staff_id=world.staff2).json
-    # the worker died after "pending -> accepting" (and, when moved, after moving the period)
-    long_ago = utcnow() - timedelta(minutes=10)
-    RevisionLock(school_id=world.school.id, target_id=created["id"], version=1,
-                 created_at=long_ago).save()
-    AlterationRequest.objects(id=created["id"]).update_one(
-        set__status="accepting", set__accepted_by=world.staff2.id,
-        set__accepting_since=long_ago)
-    if moved:
-        Assignment.objects(id=held["id"]).update_one(
-            set__staff_id=world.staff2.id, set__swap_request_id=created["id"],
-            set__assignment_type="peer_swap", set__original_staff_id=world.staff.id)
+    interrupt_accept(world, created["id"], moved, timedelta(minutes=10))
     assert client.post(world.url("/timetable/alteration-requests/repair"),
                        headers=world.headers("staff")).status_code == 403
     repaired = client.post(world.url("/timetable/alteration-requests/repair"),
@@ -265,24 +293,86 @@ def test_an_interrupted_accept_is_repaired(client, world, held, moved):
     assert repaired.status_code == 200
     assert [r["status"] for r in repaired.json["items"]] == (
         ["accepted"] if moved else ["failed"])
-    owner = Assignment.objects.get(id=held["id"]).staff_id
+    owner = stored_assignment(held["id"]).staff_id
     assert owner == (world.staff2.id if moved else world.staff.id)
     assert audited(world, "repair", "timetable_alteration") == 1
+    again = client.post(world.url("/timetable/alteration-requests/repair"),
+                        headers=world.headers("admin"))
+    assert again.json["items"] == []
 
 
-def test_a_decision_interrupted_before_accepting_is_repaired(client, world, held):
+def test_a_crash_between_the_writes_is_settled_by_rota_repair_once(client, world, held):
+    """The first write (pending -> accepting) and the move happened, the worker died before
+    the request was marked accepted: repair settles it, with the outcome's audit event and
+    notifications once, and a second repair finds nothing."""
     created = ask(client, world, held, target_staff_id=world.staff2).json
-    RevisionLock(school_id=world.school.id, target_id=created["id"], version=1,
-                 created_at=utcnow() - timedelta(minutes=10)).save()
-    # the request looks pending but nobody can answer it any more ...
-    assert answer(client, world, created["id"], "accept", "staff2").status_code == 409
-    # ... and it does not block a new request for the same assignment
-    assert ask(client, world, held, target_staff_id=world.staff2).status_code == 201
-    assert AlterationRequest.objects.get(id=created["id"]).failure_code == "interrupted"
+    before = len(notifications_of(world.staff2))
+    interrupt_accept(world, created["id"], moved=True, age=timedelta(seconds=1))
+    lines = []
+    assert run_repair(world.school.code, lines.append) == 0
+    assert f"  fixed: alteration request {created['id']} settled as accepted" in lines
+    stored = AlterationRequest.objects.get(id=created["id"])
+    assert (stored.status, stored.responded_by) == ("accepted", world.staff2.id)
+    assert stored_assignment(held["id"]).staff_id == world.staff2.id
+    assert outcome_trail(world, created["id"]) == (1, 2)
+    assert len(notifications_of(world.staff2)) == before + 1
+    lines.clear()
+    assert run_repair(world.school.code, lines.append) == 0
+    assert lines[-1] == "0 fixed, 0 to resolve in 1 school(s)"
+    assert outcome_trail(world, created["id"]) == (1, 2)
 
 
-def test_a_stale_revision_lock_does_not_block_an_assignment_forever(client, world, held):
-    RevisionLock(school_id=world.school.id, target_id=held["id"], version=1,
-                 created_at=utcnow() - timedelta(minutes=10)).save()
+def test_a_young_unmoved_accepting_request_is_left_to_its_worker(client, world, held):
     created = ask(client, world, held, target_staff_id=world.staff2).json
-    assert answer(client, world, created["id"], "accept", "staff2").status_code == 200
+    interrupt_accept(world, created["id"], moved=False, age=timedelta(seconds=1))
+    lines = []
+    assert run_repair(world.school.code, lines.append) == 0
+    assert AlterationRequest.objects.get(id=created["id"]).status == "accepting"
+    shown = client.get(world.url(f"/timetable/alteration-requests/{created['id']}"),
+                       headers=world.headers("staff"))
+    assert shown.json["status"] == "accepting"
+
+
+@pytest.mark.parametrize("verb, who", [("get", "staff"), ("accept", "staff2"),
+                                       ("reject", "staff2"), ("cancel", "staff"),
+                                       ("ask again", "staff")])
+def test_every_path_that_meets_an_interrupted_accept_settles_it(client, world, held, verb,
+                                                                  who):
+    created = ask(client, world, held, target_staff_id=world.staff2).json
+    interrupt_accept(world, created["id"], moved=True, age=timedelta(seconds=1))
+    if verb == "get":
+        response = client.get(world.url(f"/timetable/alteration-requests/{created['id']}"),
+                              headers=world.headers(who))
+        assert response.json["status"] == "accepted"
+    elif verb == "ask again":  # the acceptor now holds it and may hand it on
+        colleague = world.add_user(world.school, "staff", department="History")
+        response = ask(client, world, held, requester="staff2", target_staff_id=colleague)
+        assert response.status_code == 201, response.json
+    else:
+        response = answer(client, world, created["id"], verb, who)
+        assert response.status_code == 409
+        assert response.json["error"]["details"]["status"] == "accepted"
+    assert AlterationRequest.objects.get(id=created["id"]).status == "accepted"
+    assert outcome_trail(world, created["id"]) == (1, 2)
+
+
+def test_an_accept_that_loses_the_lesson_just_before_its_move_fails_the_request(
+        client, world, held, monkeypatch):
+    """The lesson is handed on between the accept's checks and its slot write: the write
+    refuses, the request fails (not left accepting), the requester is told once."""
+    created = ask(client, world, held, target_staff_id=world.staff2).json
+    other = world.add_user(world.school, "staff", department="Science")
+    checks = AlterationRequests._check_acceptor_can_take
+
+    def handed_on_meanwhile(self, assignment, acceptor):
+        checks(self, assignment, acceptor)
+        slots().update_one({"assignments.id": assignment.id},
+                           {"$set": {"assignments.0.staff_id": other.id}})
+
+    monkeypatch.setattr(AlterationRequests, "_check_acceptor_can_take", handed_on_meanwhile)
+    refused = answer(client, world, created["id"], "accept", "staff2")
+    assert (refused.status_code, refused.json["error"]["code"]) == (409, "assignment_changed")
+    stored = AlterationRequest.objects.get(id=created["id"])
+    assert (stored.status, stored.failure_code) == ("failed", "assignment_changed")
+    assert stored_assignment(held["id"]).staff_id == other.id
+    assert outcome_trail(world, created["id"]) == (1, 1)

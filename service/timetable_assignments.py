@@ -1,0 +1,275 @@
+"""Assignments with many classes, admin overrides and self-allocations.
+
+Each change is one compare-and-set of the assignment's slot (service/timetable_slots.py):
+the plan checks the staff member, the classes and the rooms against every other assignment
+of that slot and writes the slot's assignment list, so no parallel writer can double book.
+"""
+
+from __future__ import annotations
+
+from bson import ObjectId
+
+from documents.accounts import User
+from documents.timetable import Assignment, ClassInfo, Period, TimetableSettings, booking_keys
+from service.base import SchoolService
+from service.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from service.ids import field_object_id, object_id
+from service.pagination import Page, paginate_list
+from service.timetable import DAY_NAMES, settings_for_reading
+from service.timetable_slots import (
+    SLOT_FIELDS,
+    assignment_in,
+    assignments_of,
+    change_slot,
+    change_slot_of,
+    check_classes_free,
+    find_assignment,
+    replaced,
+    set_assignments,
+    slots,
+    staff_booked,
+)
+
+
+def assignment_summary(assignment: Assignment) -> dict:
+    return {"staff_id": assignment.staff_id, "period_id": assignment.period_id,
+            "day_of_week": assignment.day_of_week, "assignment_type": assignment.assignment_type,
+            "classes": [c.to_mongo().to_dict() for c in assignment.classes],
+            "is_locked": assignment.is_locked}
+
+
+def slot_label(assignment: Assignment) -> str:
+    return f"{DAY_NAMES[assignment.day_of_week]} (period id {assignment.period_id})"
+
+
+class Assignments(SchoolService):
+    """Assignments with many classes, overrides and self-allocations."""
+
+    # reading
+
+    def list(self, staff_id=None, day_of_week: int | None = None, period_id=None,
+             page: int = 1, page_size: int = 50) -> Page:
+        if not self.actor.is_admin:
+            if staff_id is not None and str(staff_id) != str(self.actor.user_id):
+                raise Forbidden("Staff may only list their own assignments.")
+            staff_id = self.actor.user_id
+        query, projection = {"school_id": self.school_id}, None
+        if day_of_week is not None:
+            query["day_of_week"] = day_of_week
+        if period_id is not None:
+            query["period_id"] = field_object_id(period_id, "period_id")
+        if staff_id is not None:
+            staff = field_object_id(staff_id, "staff_id")
+            query["assignments.staff_id"] = staff
+            # one assignment per staff member and slot: leave the others' in the database
+            projection = {**SLOT_FIELDS, "assignments": {"$elemMatch": {"staff_id": staff}}}
+        found = assignments_of(slots().find(query, projection).batch_size(10000))
+        found.sort(key=lambda a: (a.day_of_week, a.period_id, a.staff_id))
+        return paginate_list(found, page, page_size)
+
+    def get_assignment(self, assignment_id) -> Assignment:
+        assignment = find_assignment(self.school_id, object_id(assignment_id, "assignment"))
+        if assignment is None or (not self.actor.is_admin
+                                  and assignment.staff_id != self.actor.user_id):
+            raise NotFound(f"No assignment with id {assignment_id!r}.")
+        return assignment
+
+    def _admin_get(self, assignment_id, what: str = "assignment") -> Assignment:
+        assignment = find_assignment(self.school_id, object_id(assignment_id, what))
+        if assignment is None:
+            raise NotFound(f"No {what} with id {assignment_id!r}.")
+        return assignment
+
+    # creating
+
+    def create(self, staff_id, period_id, day_of_week: int, classes: list[dict]) -> Assignment:
+        self.require_admin()
+        staff = self.member(staff_id, "staff_id", roles={"staff"})
+        assignment = Assignment(id=ObjectId(), staff_id=staff.id,
+                                classes=self._class_list(classes), assignment_type="regular")
+        created = self._book(assignment, period_id, day_of_week)
+        self.audit("create", "timetable_assignment", created.id,
+                   after=assignment_summary(created))
+        return created
+
+    def self_allocate(self, period_id, day_of_week: int, activity_name: str,
+                      description: str | None = None, classes: list[dict] | None = None
+                      ) -> Assignment:
+        """A staff member fills an empty slot of their own; it is locked at once."""
+        self.require_role({"staff"})
+        assignment = Assignment(id=ObjectId(), staff_id=self.actor.user_id,
+                                classes=self._class_list(classes or []),
+                                assignment_type="self_allocated", is_locked=True,
+                                activity_name=activity_name, description=description)
+        created = self._book(assignment, period_id, day_of_week)
+        self.audit("self_allocate", "timetable_assignment", created.id,
+                   after={**assignment_summary(created), "activity_name": activity_name})
+        return created
+
+    def _book(self, assignment: Assignment, period_id, day_of_week: int) -> Assignment:
+        settings = settings_for_reading(self.school_id)
+        period = self._bookable_period(settings, period_id).id
+        day = self._working_day(settings, day_of_week)
+
+        def add(slot):
+            if not settings.allow_overlapping_assignments:
+                check_classes_free(slot, assignment.classes)
+            if staff_booked(slot, assignment.staff_id):
+                raise Conflict("This staff member already has an assignment in that slot.",
+                               code="slot_taken",
+                               details={"staff_id": str(assignment.staff_id),
+                                        "day_of_week": day, "period_id": str(period)})
+            return {"$push": {"assignments": assignment.to_mongo()}}
+
+        slot = change_slot(self.school_id, day, period, add)
+        return assignment_in(slot, assignment.id)
+
+    @staticmethod
+    def _bookable_period(settings: TimetableSettings, period_id) -> Period:
+        wanted = field_object_id(period_id, "period_id")
+        for period in settings.periods:
+            if period.id == wanted and period.is_active:
+                return period
+        raise ValidationFailed("period_id is not an active period of this school.",
+                               {"period_id": ["Not an active period of this school."]})
+
+    @staticmethod
+    def _working_day(settings: TimetableSettings, day_of_week: int) -> int:
+        if day_of_week not in settings.working_days:
+            raise ValidationFailed("day_of_week is not a working day of this school.",
+                                   {"day_of_week": [f"Working days are {settings.working_days}."]})
+        return day_of_week
+
+    @staticmethod
+    def _class_list(classes: list[dict]) -> list[ClassInfo]:
+        seen = set()
+        for entry in classes:
+            key = _class_keys([ClassInfo(**entry)])
+            if key & seen:
+                raise ValidationFailed(f"Class {entry['class_id']!r} is listed twice.",
+                                       {"classes": ["A class may appear once."]})
+            seen |= key
+        return [ClassInfo(**entry) for entry in classes]
+
+    # changing classes
+
+    def add_class(self, assignment_id, **entry) -> Assignment:
+        wanted = self._changeable(assignment_id).id
+        new_class = ClassInfo(**entry)
+        overlapping = settings_for_reading(self.school_id).allow_overlapping_assignments
+
+        def add(slot, assignment):
+            self._check_unlocked(assignment)
+            if _class_keys([new_class]) & _class_keys(assignment.classes):
+                raise Conflict(f"Class {new_class.class_id!r} is already in this assignment.",
+                               code="class_already_assigned")
+            if not overlapping:
+                check_classes_free(slot, [new_class], besides=assignment.id)
+            return replaced(slot, assignment, classes=list(assignment.classes) + [new_class])
+
+        slot = change_slot_of(self.school_id, wanted, add)
+        self.audit("add_class", "timetable_assignment", wanted,
+                   after=new_class.to_mongo().to_dict())
+        return assignment_in(slot, wanted)
+
+    def remove_class(self, assignment_id, class_id: str) -> Assignment:
+        wanted = self._changeable(assignment_id).id
+        key = _class_keys([ClassInfo(class_id=class_id, subject="-")])
+        removed = []
+
+        def remove(slot, assignment):
+            self._check_unlocked(assignment)
+            removed[:] = [c for c in assignment.classes if _class_keys([c]) & key]
+            if not removed:
+                raise NotFound(f"Class {class_id!r} is not in this assignment.")
+            return replaced(slot, assignment, classes=[c for c in assignment.classes
+                                                       if c not in removed])
+
+        slot = change_slot_of(self.school_id, wanted, remove)
+        self.audit("remove_class", "timetable_assignment", wanted,
+                   before=removed[0].to_mongo().to_dict())
+        return assignment_in(slot, wanted)
+
+    def _changeable(self, assignment_id) -> Assignment:
+        """Admins change any assignment; staff their own ones that are not locked."""
+        assignment = self.get_assignment(assignment_id)
+        self._check_unlocked(assignment)
+        return assignment
+
+    def _check_unlocked(self, assignment: Assignment) -> None:
+        if not self.actor.is_admin and assignment.staff_id != self.actor.user_id:
+            raise Conflict("The assignment changed hands meanwhile; reload and try again.",
+                           code="assignment_changed")
+        if not self.actor.is_admin and assignment.is_locked:
+            raise Forbidden("This assignment is locked; ask an admin.", code="locked")
+
+    # deleting
+
+    def delete(self, assignment_id) -> None:
+        self.require_admin()
+        self._remove(self._admin_get(assignment_id), "delete")
+
+    def delete_self_allocation(self, assignment_id) -> None:
+        """Admins only: self-allocations are locked for staff, their own included."""
+        assignment = self._admin_get(assignment_id, "self-allocation")
+        if assignment.assignment_type != "self_allocated":
+            raise NotFound(f"No self-allocation with id {assignment_id!r}.")
+        if not self.actor.is_admin:
+            raise Forbidden("Self-allocations are locked; only an admin can delete them.",
+                            code="locked")
+        self._remove(assignment, "delete_self_allocation")
+
+    def _remove(self, assignment: Assignment, action: str) -> None:
+        gone = []
+
+        def remove(slot, current):
+            gone[:] = [current]
+            return set_assignments([a for a in slot.assignments if a.id != current.id])
+
+        change_slot_of(self.school_id, assignment.id, remove)
+        self.audit(action, "timetable_assignment", assignment.id,
+                   before=assignment_summary(gone[0]))
+
+    # override
+
+    def override(self, assignment_id, new_staff_id, notes: str | None = None) -> Assignment:
+        """Admins hand an assignment to someone else at once; both staff are told."""
+        self.require_admin()
+        wanted = self._admin_get(assignment_id).id
+        new_staff = self.member(new_staff_id, "new_staff_id", roles={"staff"})
+        before = []
+
+        def hand_over(slot, assignment):
+            if assignment.staff_id == new_staff.id:
+                raise ValidationFailed("new_staff_id already holds this assignment.",
+                                       {"new_staff_id": ["Already holds this assignment."]})
+            if staff_booked(slot, new_staff.id):
+                raise Conflict("The new staff member already has an assignment in that slot.",
+                               code="slot_taken", details={"staff_id": str(new_staff.id)})
+            before[:] = [assignment.staff_id]
+            return replaced(slot, assignment, staff_id=new_staff.id,
+                            original_staff_id=assignment.staff_id,
+                            assignment_type="admin_override", override_notes=notes,
+                            swap_request_id=None)
+
+        moved = assignment_in(change_slot_of(self.school_id, wanted, hand_over), wanted)
+        self._announce_override(moved, before[0], new_staff, notes)
+        return moved
+
+    def _announce_override(self, assignment: Assignment, previous_staff_id, new_staff: User,
+                           notes) -> None:
+        slot = slot_label(assignment)
+        data = {"assignment_id": str(assignment.id), "day_of_week": assignment.day_of_week,
+                "period_id": str(assignment.period_id)}
+        self.notify(previous_staff_id, "timetable_override",
+                    f"An admin has reassigned your {slot} period to {new_staff.name}.", data)
+        self.notify(new_staff.id, "timetable_override",
+                    f"An admin has assigned you a new period: {slot}.", data)
+        self.audit("override", "timetable_assignment", assignment.id,
+                   before={"staff_id": previous_staff_id},
+                   after={"staff_id": new_staff.id, "original_staff_id": previous_staff_id,
+                          "override_notes": notes})
+
+
+def _class_keys(classes) -> set[tuple[str, str]]:
+    return {key for key in booking_keys(classes) if key[0] == "class"}
