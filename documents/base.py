@@ -40,7 +40,10 @@ UNSHARDED = {
 class SchoolOwned(Document):
     """A document that belongs to exactly one school."""
 
-    meta = {"abstract": True, "queryset_class": SchoolQuerySet, "auto_create_index": False}
+    # `shard_key` makes MongoEngine put `school_id` in the filter of every save, update,
+    # reload and delete of a document: without it a cluster sends them to every shard.
+    meta = {"abstract": True, "queryset_class": SchoolQuerySet, "auto_create_index": False,
+            "shard_key": (SHARD_KEY,)}
 
     school_id = ObjectIdField(required=True)
     created_at = DateTimeField(default=utcnow)
