@@ -136,12 +136,13 @@ class CourseGroups(RosterService):
         group = self.get(CourseGroup, group_id, "group")
         ids = unique_ids(member_ids, "member_ids")
         self.school_users(ids, "member_ids")
-        CourseGroup.objects.for_school(self.school_id).filter(id=group.id).update_one(
+        before = CourseGroup.objects.for_school(self.school_id).filter(id=group.id).modify(
             set__member_ids=ids, set__updated_at=utcnow())
+        if before is None:
+            raise NotFound(f"No group with id {group_id!r}.")
         self.audit("replace_members", "course_group", group.id,
-                   before={"member_ids": group.member_ids}, after={"member_ids": ids})
-        group.reload()
-        return group
+                   before={"member_ids": before.member_ids}, after={"member_ids": ids})
+        return self.get(CourseGroup, group.id, "group")
 
     def delete(self, group_id) -> None:
         """Project teams made from the group keep their members and their `team_id`."""
@@ -264,7 +265,7 @@ class ProjectTeams(RosterService):
                                  {"_id": team.id, "locked": False, **precondition}, update)
             if after is not None:
                 return ProjectTeam._from_son(after)
-            team.reload()
+            team = ProjectTeam.objects.for_school(self.school_id).get(id=team.id)
             if team.locked:
                 raise self._locked(team)
             refuse(team)
@@ -445,8 +446,8 @@ class TeamLinkedRecords(RosterService):
                               {"_id": record.id, "status": {"$ne": "closed"}},
                               {"$set": {"status": "closed", "closed_at": utcnow()}})
         if closed is None:
-            record.reload()  # closed by an earlier call: show when
-            return record
+            # closed by an earlier call: show when
+            return self.model.objects.for_school(self.school_id).get(id=record.id)
         self.audit("close", self.entity_type, record.id,
                    before={"status": record.status}, after={"status": "closed"})
         return self.model._from_son(closed)

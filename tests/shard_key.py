@@ -6,7 +6,6 @@ Switch a module on by deleting its line.
 """
 
 REMODELLING = frozenset({
-    "documents.team_rosters",
     "documents.timetable",
     "documents.tracks",
     "documents.weekly_groups",

@@ -70,11 +70,11 @@ def backfill(dry_run=False, school_code=None) -> tuple[int, list[str]]:
     return code, "\n".join(lines).splitlines()
 
 
-def snapshot() -> dict:
-    """Everything the backfill may write, to compare runs."""
+def snapshot(school) -> dict:
+    """Everything the backfill may write in the school, to compare runs."""
     collections = [ProjectTeam, *KINDS.values()]
-    return {model.__name__: sorted(model._get_collection().find(), key=lambda d: d["_id"])
-            for model in collections}
+    return {model.__name__: sorted(model._get_collection().find({"school_id": school.id}),
+                                   key=lambda d: d["_id"]) for model in collections}
 
 
 def team_of(legacy, key: str) -> ProjectTeam:
@@ -114,31 +114,31 @@ def test_backfill_creates_infers_links_and_reports_each_step(legacy):
 
     for model in KINDS.values():
         for record in model.objects(school_id=legacy.school.id, group_id__ne=None):
-            team = ProjectTeam.objects.get(id=record.project_team_id)
+            team = ProjectTeam.objects.get(school_id=legacy.school.id, id=record.project_team_id)
             assert (team.project_id, team.team_id) == (record.project_id, record.group_id)
             assert record.member_ids == team.member_ids
-    ungrouped = Evaluation.objects.get(title="Alpha kickoff (no group)")
+    ungrouped = Evaluation.objects.get(school_id=legacy.school.id, title="Alpha kickoff (no group)")
     assert ungrouped.project_team_id is None
 
 
 def test_a_second_run_changes_nothing(legacy):
     backfill()
-    before = snapshot()
+    before = snapshot(legacy.school)
     code, report = backfill()
     assert code == 0
     assert "  Created 0 project_team records" in report
     assert "  Linked 0 evaluations" in report and "  Linked 0 project assessments" in report
-    assert snapshot() == before
+    assert snapshot(legacy.school) == before
 
 
 def test_dry_run_reports_and_writes_nothing(legacy):
-    before = snapshot()
+    before = snapshot(legacy.school)
     code, report = backfill(dry_run=True)
     assert code == 0
     assert f"  Would create {EXPECTED['unique_combinations']} project_team records" in report
     assert f"  Would link {EXPECTED['linked_evaluations']} evaluations" in report
     assert report[-2] == "DRY RUN COMPLETE"
-    assert snapshot() == before
+    assert snapshot(legacy.school) == before
 
 
 def test_a_run_that_crashed_midway_converges(legacy, monkeypatch):

@@ -118,7 +118,7 @@ def test_no_roster_edit_lands_after_the_lock(live):
         assert final["locked"] is True
         assert {m["user_id"] for m in final["members"]} == expected
         assert final["members_version"] == landed
-        stored = ProjectTeam.objects.get(id=team.id)
+        stored = ProjectTeam.objects.get(school_id=world.school.id, id=team.id)
         assert set(map(str, stored.member_ids)) == {str(m.user_id) for m in stored.members}
         seen.update("landed" if r.status_code in (200, 204) else r.status_code
                     for r in responses)
