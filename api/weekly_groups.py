@@ -14,6 +14,7 @@ from api.schemas import BaseSchema, Date, Id, PageArgs, Timestamp, page_of
 from api.security import school_route
 from service.context import ADMIN_ROLES, STAFF_ROLES
 from service.weekly_groups import WeeklyGroups
+from service.weekly_groups_moves import WeekMoves
 
 blp = Blueprint("weekly_groups", __name__, url_prefix="/schools",
                 description="Weekly groups: programs, students, groups per week, moves")
@@ -175,17 +176,6 @@ class StudentHistorySchema(BaseSchema):
     moves = fields.List(fields.Nested(StudentHistoryMoveSchema))
 
 
-class SeatCountFixSchema(BaseSchema):
-    group_id = Id()
-    week_number = fields.Integer()
-    released_seats = fields.Integer()
-
-
-class RepairCountsSchema(BaseSchema):
-    program_id = Id()
-    fixed = fields.List(fields.Nested(SeatCountFixSchema))
-
-
 PROGRAM = "/<school_id>/programs/<program_id>"
 WEEK_GROUP = PROGRAM + "/weeks/<int:week>/groups/<group_id>"
 
@@ -268,7 +258,7 @@ def generate_groups(ctx, body, program_id):
     """Group the students by ability level, youngest first, in chunks of `max_group_size`,
     named "<level> Group <n>"; replaces that week's memberships only. Answers the week view.
     422 for a week outside the program."""
-    return WeeklyGroups(ctx).generate_groups(program_id, **body)
+    return WeekMoves(ctx).generate_groups(program_id, **body)
 
 
 @blp.route(PROGRAM + "/weeks/<int:week>", methods=["GET"])
@@ -305,10 +295,9 @@ def set_instructor(ctx, body, program_id, week, group_id):
 @school_route(module=MODULE, roles=STAFF_ROLES)
 def move_students(ctx, body, program_id, week):
     """Move the students into the group for this week, all or none. 409 `group_full` when
-    they do not all fit, 409 `concurrent_move` when another request moved one of them
-    meanwhile; 422 `student_in_other_program`, or `group_not_in_program` for a group of
-    another program."""
-    return WeeklyGroups(ctx).move_students(program_id, week, body["student_ids"],
+    they do not all fit (never over capacity, whatever runs in parallel); 422
+    `student_in_other_program`, or `group_not_in_program` for a group of another program."""
+    return WeekMoves(ctx).move_students(program_id, week, body["student_ids"],
                                            body["group_id"])
 
 
@@ -318,7 +307,7 @@ def move_students(ctx, body, program_id, week):
 def copy_week(ctx, program_id, to_week, from_week):
     """Make `to_week` a copy of `from_week` (names, instructors, sizes, memberships),
     replacing what it held. 422 for weeks outside the program or equal weeks."""
-    return WeeklyGroups(ctx).copy_week(program_id, to_week, from_week)
+    return WeekMoves(ctx).copy_week(program_id, to_week, from_week)
 
 
 @blp.route(PROGRAM + "/students/<student_id>/history", methods=["GET"])
@@ -328,13 +317,3 @@ def student_history(ctx, program_id, student_id):
     """The student's group in each week and every change, oldest first. Staff and admins see
     any student; a student only the program student carrying their email (else 404)."""
     return WeeklyGroups(ctx).history(program_id, student_id)
-
-
-@blp.route(PROGRAM + "/repair", methods=["POST"])
-@blp.response(200, RepairCountsSchema)
-@school_route(module=MODULE, roles=ADMIN_ROLES)
-def repair(ctx, program_id):
-    """Maintenance after an interrupted write: release seats held for longer than a request
-    lasts by nobody, restore missing week snapshots; answers what was fixed. Safe to run
-    at any time (e.g. nightly)."""
-    return WeeklyGroups(ctx).repair(program_id)

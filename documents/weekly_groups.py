@@ -1,24 +1,29 @@
-"""Weekly groups: programs, their students and groups, and each week's snapshot of them.
+"""Weekly groups: programs, their students and groups, and each week of a program.
 
-Everything about one week of one program lives in `WeekEntry` documents of that week: one per
-group (its name, instructor and size that week) and one per placed student (the membership),
-so one query reads a whole week and nothing written for one week touches another.
+Everything about one week of one program lives in ONE `ProgramWeek` document: the week's
+groups (name, instructor and size that week) with their members embedded. It is the
+aggregate of the module's two invariants, a group never holds more members than its
+`max_size` and a student is in at most one group per week: every change of a week (a move,
+a generation, a copy, an import batch) is one compare-and-set on its `version`
+(`service.aggregates.change`) that checks both on the document it read. Nothing written for
+one week touches another week's document.
 
-Invariants rest on unique indexes over scalar keys, the one write FerretDB v1 makes atomic
-under parallel requests (its conditional updates are not: several callers can all "win"):
-- `WeekEntry.slot` ("group:<id>" or "student:<id>") is unique per program and week: a student
-  is in at most one group per week;
-- `SeatClaim.seat` (1..max_size) is unique per group and week: a group never holds more
-  members than seats, whatever runs in parallel.
+`StudentMove` is the log of membership changes, written right after the week update that
+made them. The week document keeps its latest change's log records (`last_moves`, ids fixed
+before the update) so a crash between the two writes is settled by the week's next change or
+by `rota repair`, which insert them again (duplicate ids are refused).
 """
 
 from __future__ import annotations
 
 from mongoengine import (
     DateTimeField,
+    DictField,
     EmbeddedDocument,
     EmbeddedDocumentField,
+    EmbeddedDocumentListField,
     IntField,
+    ListField,
     ObjectIdField,
     StringField,
 )
@@ -36,12 +41,13 @@ class Program(SchoolOwned):
     current_week = IntField(required=True, default=1)
     start_date = DateTimeField()
     end_date = DateTimeField()
+    version = IntField(default=0)
 
 
 class ProgramStudent(SchoolOwned):
     """A participant of one program (not a user). `customer_key` is the unique natural key:
     "c:<customer_id>" when the student has one, else "s:<own id>", so the unique index never
-    sees two documents without a value (FerretDB has no sparse or partial indexes)."""
+    sees two documents without a value."""
 
     meta = {"collection": "weekly_program_students",
             "indexes": [{"fields": ["school_id", "customer_key"], "unique": True},
@@ -58,7 +64,7 @@ class ProgramStudent(SchoolOwned):
 
 
 class Group(SchoolOwned):
-    """A group of a program across weeks; what changes per week lives in its week entries."""
+    """A group of a program across weeks; what changes per week lives in the week document."""
 
     meta = {"collection": "weekly_groups",
             "indexes": [{"fields": ["school_id", "program_id", "base_name"], "unique": True}]}
@@ -77,56 +83,44 @@ class Instructor(EmbeddedDocument):
     email = StringField()
 
 
-class WeekEntry(SchoolOwned):
-    """One fact of one program week. `kind` "group": a group's snapshot (`group_id`,
-    `base_name`, `ability_level`, `name` (None: the base name), `max_size`, `instructor`).
-    `kind` "member": a student's membership (`student_id`, `group_id`, `joined_at`, and the
-    `move_id` of the request that wrote it)."""
+class Member(EmbeddedDocument):
+    student_id = ObjectIdField(required=True)
+    joined_at = DateTimeField(required=True)
 
-    meta = {"collection": "weekly_week_entries",
-            "indexes": [{"fields": ["school_id", "program_id", "week_number", "slot"],
-                         "unique": True},
-                        ["school_id", "student_id"],
-                        ["school_id", "group_id", "week_number"]]}
 
-    program_id = ObjectIdField(required=True)
-    week_number = IntField(required=True)
-    kind = StringField(required=True, choices=("group", "member"))
-    slot = StringField(required=True)
+class WeekGroup(EmbeddedDocument):
+    """A group as it is in one week. `name` None: the base name."""
+
     group_id = ObjectIdField(required=True)
-    student_id = ObjectIdField()
-    base_name = StringField()
+    base_name = StringField(required=True)
     ability_level = StringField()
     name = StringField()
-    max_size = IntField()
+    max_size = IntField(required=True)
     instructor = EmbeddedDocumentField(Instructor)
-    joined_at = DateTimeField()
-    move_id = ObjectIdField()
-    updated_at = DateTimeField(default=utcnow)
+    members = EmbeddedDocumentListField(Member)
 
 
-class SeatClaim(SchoolOwned):
-    """One taken seat of a group in a week. Taken before the membership is written and given
-    back after it is removed, so claims are never fewer than members; a claim with no member
-    (a request that died midway) is released by `WeeklyGroups.repair`."""
+class ProgramWeek(SchoolOwned):
+    """One week of one program: its groups and their members (see the module docstring)."""
 
-    meta = {"collection": "weekly_seat_claims",
-            "indexes": [{"fields": ["school_id", "group_id", "week_number", "seat"],
-                         "unique": True},
-                        ["school_id", "program_id", "week_number"],
-                        ["school_id", "student_id"]]}
+    meta = {"collection": "weekly_program_weeks",
+            "indexes": [{"fields": ["school_id", "program_id", "week_number"], "unique": True},
+                        # the weeks a student was placed in: their history
+                        ["school_id", "groups.members.student_id"]]}
 
     program_id = ObjectIdField(required=True)
-    group_id = ObjectIdField(required=True)
     week_number = IntField(required=True)
-    seat = IntField(required=True)
-    student_id = ObjectIdField(required=True)
-    move_id = ObjectIdField(required=True)
+    groups = EmbeddedDocumentListField(WeekGroup)
+    last_moves = ListField(DictField())
+    version = IntField(default=0)
+    updated_at = DateTimeField(default=utcnow)
 
 
 class StudentMove(SchoolOwned):
     """One change of a student's group for one week: by a move, a generation, a copy or an
-    import. `from_group_id` is None when the student was unassigned."""
+    import. `from_group_id` is None when the student was unassigned, `to_group_id` when they
+    are now. `week_version` is the week document's version the change produced: the exact
+    order of the week's changes."""
 
     meta = {"collection": "weekly_student_moves",
             "indexes": [["school_id", "student_id", "created_at"],
@@ -135,6 +129,7 @@ class StudentMove(SchoolOwned):
     program_id = ObjectIdField(required=True)
     student_id = ObjectIdField(required=True)
     week_number = IntField(required=True)
+    week_version = IntField()
     from_group_id = ObjectIdField()
     to_group_id = ObjectIdField()
     reason = StringField(required=True)  # move, generate, copy, import

@@ -8,6 +8,7 @@ from datetime import date
 
 from service.context import SchoolContext
 from service.weekly_groups import WeeklyGroups
+from service.weekly_groups_moves import WeekMoves
 
 STUDENTS = [
     ("Mia Keller", "Beginner", 7), ("Noah Frei", "Beginner", 8), ("Lea Brunner", "Beginner", 6),
@@ -20,7 +21,7 @@ STUDENTS = [
 
 
 def seed(ctx: SchoolContext, people: dict) -> None:
-    groups = WeeklyGroups(ctx)
+    groups, moves = WeeklyGroups(ctx), WeekMoves(ctx)
     today = date.today()
     program = groups.create_program(name="Winter Ski Week", max_weeks=4,
                                     start_date=date(today.year, 1, 6),
@@ -32,17 +33,17 @@ def seed(ctx: SchoolContext, people: dict) -> None:
     for student_user in people.get("students", [])[:1]:
         groups.add_student(program.id, student_user.name, "Intermediate",
                            email=student_user.email)
-    week_one = groups.generate_groups(program.id, max_group_size=4, week_number=1)
+    week_one = moves.generate_groups(program.id, max_group_size=4, week_number=1)
     staff = people.get("staff", [])
     for index, group in enumerate(week_one["groups"]):
         if staff:
             groups.set_instructor(program.id, 1, group["group_id"],
                                   staff[index % len(staff)].id)
-    groups.copy_week(program.id, 2, 1)
+    moves.copy_week(program.id, 2, 1)
     week_two = groups.week_view(program.id, 2)["groups"]
     advanced = next(g for g in week_two if g["ability_level"] == "Advanced")
     groups.rename_group(program.id, 2, advanced["group_id"], "Black Run Crew")
     roomy = next((g for g in week_two if g["ability_level"] == "Intermediate"
                   and len(g["students"]) < g["max_size"]), None)
     if roomy is not None:  # the oldest beginner moves up a level in week 2
-        groups.move_students(program.id, 2, [students[5]["id"]], roomy["group_id"])
+        moves.move_students(program.id, 2, [students[5]["id"]], roomy["group_id"])

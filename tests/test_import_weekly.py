@@ -1,5 +1,5 @@
 """`rota import students` and `rota import group-memberships` through the framework (the
-importers live in service/weekly_groups.py and are tested there row by row)."""
+importers live in service/weekly_groups_import.py and are tested there row by row)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from documents.audit import AuditEvent
 from documents.weekly_groups import ProgramStudent
-from service import weekly_groups
+from service import weekly_groups_import
 from service.context import SYSTEM
 from service.tenancy import school_context
 from service.weekly_groups import WeeklyGroups
@@ -119,7 +119,7 @@ def test_dry_run_writes_nothing(world, swim, tmp_path):
 def crash_then_rerun(world, monkeypatch, kind: str, importer: str, path: Path) -> None:
     """Kill the import after its first batch of 4 rows, then run the file again."""
     with monkeypatch.context() as patch:
-        crash_on_call(patch, weekly_groups, importer, call_number=2)
+        crash_on_call(patch, weekly_groups_import, importer, call_number=2)
         with pytest.raises(KeyboardInterrupt):
             run(kind, path, world.school, batch_size=4)
     assert run(kind, path, world.school, batch_size=4).code == 0

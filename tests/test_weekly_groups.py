@@ -2,22 +2,34 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date
 
 import pytest
 
 from tests.helpers import REQUEST_OVERHEAD, oid
 
 
-def manager(world, role: str = "admin"):
-    """The manager acting as one of the world's people, for arranging data quickly."""
+def context(world, role: str = "admin"):
     from service.context import Actor
     from service.tenancy import school_context
-    from service.weekly_groups import WeeklyGroups
 
     user = world.people[role]
     actor = Actor(user.id, user.role, user.company_id, user.school_id)
-    return WeeklyGroups(school_context(actor, world.school.id, module="weekly_groups"))
+    return school_context(actor, world.school.id, module="weekly_groups")
+
+
+def manager(world, role: str = "admin"):
+    """The manager acting as one of the world's people, for arranging data quickly."""
+    from service.weekly_groups import WeeklyGroups
+
+    return WeeklyGroups(context(world, role))
+
+
+def movers(world, role: str = "admin"):
+    """The manager of moves, generations and copies, acting as one of the world's people."""
+    from service.weekly_groups_moves import WeekMoves
+
+    return WeekMoves(context(world, role))
 
 
 def birth(years_ago: int) -> date:
@@ -457,7 +469,7 @@ def _big_week(world, students: int, groups: int):
     for index, group in enumerate(all_groups):
         chunk = placed[index * per_group:(index + 1) * per_group]
         if chunk:
-            wg.move_students(program.id, 1, [k["id"] for k in chunk], group.id)
+            movers(world).move_students(program.id, 1, [k["id"] for k in chunk], group.id)
     return program
 
 
@@ -476,34 +488,7 @@ def test_week_view_round_trips_do_not_grow(client, world, roundtrips, backend, s
     assert len(commands) <= 3 + REQUEST_OVERHEAD, commands
 
 
-# ------------------------------------------------------------------------- repair, audit
-
-def test_repair_releases_seats_a_dead_request_held(client, world):
-    from documents.base import utcnow
-    from documents.weekly_groups import SeatClaim
-
-    program = new_program(world)
-    group = new_group(world, program, "G", max_size=2)
-    kids = new_students(world, program, 2)
-    move(client, world, program, 1, kids[:1], group)
-    # a request that died after claiming its seat leaves a claim without a member
-    stale = SeatClaim(school_id=world.school.id, program_id=program.id, group_id=group.id,
-                      week_number=1, seat=2, student_id=kids[1]["id"], move_id=oid(),
-                      created_at=utcnow() - timedelta(minutes=10))
-    stale.save()
-    assert move(client, world, program, 1, kids[1:], group).status_code == 409
-    url = world.url(f"/programs/{program.id}/repair")
-    assert client.post(url, headers=world.headers("staff")).status_code == 403
-    response = client.post(url, headers=world.headers("admin"))
-    assert response.status_code == 200
-    assert response.json["fixed"] == [{"group_id": str(group.id), "week_number": 1,
-                                       "released_seats": 1}]
-    assert move(client, world, program, 1, kids[1:], group).status_code == 200
-    # a young claim may be a move in flight: left alone
-    SeatClaim(school_id=world.school.id, program_id=program.id, group_id=group.id,
-              week_number=2, seat=1, student_id=kids[1]["id"], move_id=oid()).save()
-    assert client.post(url, headers=world.headers("admin")).json["fixed"] == []
-
+# ------------------------------------------------------------------------- audit
 
 def test_mutations_are_audited(client, world):
     program = new_program(world)

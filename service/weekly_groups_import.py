@@ -1,0 +1,295 @@
+"""The `students` and `group-memberships` kinds of `rota import` (see service/imports.py).
+Programs are named by name (or id), groups by base name, students by customer_id.
+
+Both are idempotent and safe to run twice at once on the same file: students are inserted
+(a unique index on the customer key refuses the second writer, whose rows are then compared
+with what the first wrote) or updated by id; memberships are applied to each week touched by
+a batch in one compare-and-set of its document, with the move rules.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+from datetime import datetime
+
+from bson import ObjectId
+from pymongo import UpdateOne
+
+from documents.base import utcnow
+from documents.connection import insert_unique
+from documents.weekly_groups import Group, Program, ProgramStudent
+from service import audit
+from service.context import SchoolContext
+from service.imports import CREATED, REJECTED, UNCHANGED, UPDATED, Row, RowResult
+from service.weekly_groups_weeks import STUDENT_FIELDS, WeekChange, WeeklyService, weeks
+
+ENTITY = "program_student"
+
+# ------------------------------------------------------------------------- students
+
+
+def import_students(ctx: SchoolContext, rows: list[Row], dry_run: bool) -> list[RowResult]:
+    """Upsert program students by customer_id. Round trips per batch: the programs, the
+    students named, one insert of the new ones, one bulk update of the changed ones, the
+    audit; plus one read when another run inserted some of the same students meanwhile."""
+    batch = StudentBatch(ctx, rows)
+    batch.plan(batch.stored([batch.key_of(row) for row in rows]))
+    if dry_run:
+        return batch.results()
+    refused = insert_unique(ProgramStudent._get_collection(), [d for _, d in batch.inserts])
+    if refused:  # inserted meanwhile by a parallel run: compare with what it wrote
+        taken = [batch.inserts[index][0] for index in refused]
+        batch.inserts = [entry for index, entry in enumerate(batch.inserts)
+                         if index not in refused]
+        batch.replan(taken)
+    batch.write_updates()
+    audit.record_many(batch.events())
+    return batch.results()
+
+
+class StudentBatch:
+    """One batch of student rows: planned against the stored students, written in bulk."""
+
+    def __init__(self, ctx: SchoolContext, rows: list[Row]):
+        self.ctx = ctx
+        self.rows = rows
+        self.programs = _programs_by_name(ctx)
+        self.outcomes: dict[int, RowResult] = {}
+        self.inserts: list[tuple[Row, dict]] = []
+        self.updates: list[tuple[Row, dict, dict]] = []  # row, stored, changes
+
+    @staticmethod
+    def key_of(row: Row) -> str:
+        return f"c:{row.values['customer_id']}"
+
+    def stored(self, keys: list[str]) -> dict:
+        return {s["customer_key"]: s for s in ProgramStudent.objects.for_school(
+            self.ctx.school_id).filter(customer_key__in=keys).as_pymongo().batch_size(10000)}
+
+    def plan(self, stored: dict, rows: list[Row] | None = None) -> None:
+        seen: set[str] = set()
+        for row in rows if rows is not None else self.rows:
+            outcome = self._plan_row(row, stored, seen)
+            if isinstance(outcome, RowResult):
+                self.outcomes[row.line] = outcome
+
+    def replan(self, taken: list[Row]) -> None:
+        """The rows whose insert a unique index refused, against what is stored now."""
+        inserted = len(self.inserts)
+        self.plan(self.stored([self.key_of(row) for row in taken]), taken)
+        for row, _ in self.inserts[inserted:]:  # refused, yet gone again: leave to a re-run
+            self.outcomes[row.line] = RowResult(row.line, REJECTED, "customer_id taken "
+                                                "meanwhile; re-run the file",
+                                                row.values["customer_id"])
+        del self.inserts[inserted:]
+
+    def _plan_row(self, row: Row, stored: dict, seen: set):
+        values, key = row.values, row.values["customer_id"]
+        program = self.programs.get(values["program"])
+        if program is None:
+            return RowResult(row.line, REJECTED, f"unknown program {values['program']!r}", key)
+        if key in seen:
+            return RowResult(row.line, REJECTED, "customer_id repeated in this batch", key)
+        seen.add(key)
+        try:
+            birth_date = _parse_date(values.get("birth_date"))
+        except ValueError:
+            return RowResult(row.line, REJECTED,
+                             f"bad birth_date {values['birth_date']!r}: YYYY-MM-DD", key)
+        email = values.get("email", "").lower() or None
+        if email and ("@" not in email or " " in email):
+            return RowResult(row.line, REJECTED, f"bad email {email!r}", key)
+        wanted = {"name": values["name"], "ability_level": values.get("ability_level"),
+                  "birth_date": birth_date, "email": email}
+        before = stored.get(self.key_of(row))
+        if before is None:
+            self.inserts.append((row, {
+                "_id": ObjectId(), "school_id": self.ctx.school_id, "program_id": program.id,
+                "customer_id": key, "customer_key": self.key_of(row), **wanted,
+                "created_at": utcnow()}))
+            return None
+        if before["program_id"] != program.id:
+            return RowResult(row.line, REJECTED,
+                             "customer_id belongs to a student of another program", key)
+        changes = {f: v for f, v in wanted.items() if before.get(f) != v}
+        if not changes:
+            return RowResult(row.line, UNCHANGED, key=key)
+        self.updates.append((row, before, changes))
+        return None
+
+    def write_updates(self) -> None:
+        if self.updates:
+            ProgramStudent._get_collection().bulk_write([
+                UpdateOne({"_id": before["_id"], "school_id": self.ctx.school_id},
+                          {"$set": changes}) for _, before, changes in self.updates],
+                ordered=False)
+
+    def events(self) -> list:
+        actor, school_id = self.ctx.actor, self.ctx.school_id
+        created = [audit.audit_event(
+            actor, school_id, "import_create", ENTITY, document["_id"],
+            after={"customer_id": document["customer_id"],
+                   **{f: document[f] for f in ("name", "ability_level", "birth_date",
+                                               "email")}})
+            for _, document in self.inserts]
+        updated = [audit.audit_event(
+            actor, school_id, "import_update", ENTITY, before["_id"],
+            before={f: before.get(f) for f in changes},
+            after={"customer_id": before["customer_id"], **changes})
+            for _, before, changes in self.updates]
+        return created + updated
+
+    def results(self) -> list[RowResult]:
+        outcomes = dict(self.outcomes)
+        for row, _ in self.inserts:
+            outcomes[row.line] = RowResult(row.line, CREATED, key=row.values["customer_id"])
+        for row, _, _ in self.updates:
+            outcomes[row.line] = RowResult(row.line, UPDATED, key=row.values["customer_id"])
+        return [outcomes[row.line] for row in self.rows]
+
+
+# ------------------------------------------------------------------------- memberships
+
+def import_group_memberships(ctx: SchoolContext, rows: list[Row],
+                             dry_run: bool) -> list[RowResult]:
+    """Place students in groups per week with the move rules: a group is never overfilled
+    (rows beyond its free seats are rejected; seats freed by students leaving it in the same
+    batch count from the next run) and a student is never in two groups in a week. Round
+    trips per batch: three reads, then per week it touches one read and one
+    compare-and-set, then the move log and the audit."""
+    batch = MembershipBatch(ctx, rows)
+    by_week: dict[tuple, list] = defaultdict(list)
+    for row in rows:
+        outcome = batch.resolve(row)
+        if isinstance(outcome, RowResult):
+            batch.results[row.line] = outcome
+        else:
+            by_week[(outcome[0], outcome[1])].append((row, *outcome[2:]))
+    service = WeeklyService(ctx)
+    records = []
+    for (program_id, week), placements in by_week.items():
+        change = WeekChange(service, program_id, week, "import")
+        if dry_run:
+            change.plan_on(service.load_week(program_id, week),
+                           lambda week_doc, change, placements=placements:
+                           batch.apply(week_doc, change, placements))
+        else:
+            change.run(lambda week_doc, change, placements=placements:
+                       batch.apply(week_doc, change, placements))
+            records += change.records
+    if records:
+        audit.record_many([audit.audit_event(
+            ctx.actor, ctx.school_id, "import", ENTITY, r["student_id"],
+            before={"week_number": r["week_number"], "group_id": r["from_group_id"]},
+            after={"week_number": r["week_number"], "group_id": r["to_group_id"]})
+            for r in records])
+    return [batch.results[row.line] for row in rows]
+
+
+class MembershipBatch:
+    """What one batch of membership rows names, loaded in three queries."""
+
+    def __init__(self, ctx: SchoolContext, rows: list[Row]):
+        school = ctx.school_id
+        self.results: dict[int, RowResult] = {}
+        self.programs = _programs_by_name(ctx)
+        self.groups = {(g["program_id"], g["base_name"]): g["_id"]
+                       for g in Group.objects.for_school(school).filter(
+                           base_name__in=list({r.values["group"] for r in rows})).only(
+                           "program_id", "base_name").as_pymongo()}
+        self.students = {s["customer_id"]: s for s in ProgramStudent.objects.for_school(
+            school).filter(customer_key__in=[f"c:{r.values['customer_id']}" for r in rows])
+            .only(*STUDENT_FIELDS).as_pymongo().batch_size(10000)}
+
+    def resolve(self, row: Row):
+        """A RowResult (rejected), or (program id, week, group id, student id)."""
+        values, key = row.values, _membership_key(row)
+        program = self.programs.get(values["program"])
+        if program is None:
+            return RowResult(row.line, REJECTED, f"unknown program {values['program']!r}",
+                             key)
+        week = _week_number(values["week_number"], program)
+        if week is None:
+            return RowResult(row.line, REJECTED,
+                             f"week_number must be 1 to {program.max_weeks}", key)
+        student = self.students.get(values["customer_id"])
+        if student is None or student["program_id"] != program.id:
+            return RowResult(row.line, REJECTED, f"no student with customer_id "
+                             f"{values['customer_id']!r} in the program", key)
+        return program.id, week, self.groups.get((program.id, values["group"])), student["_id"]
+
+    def apply(self, week_doc: dict, change: WeekChange, placements: list) -> None:
+        """The week's rows on the document as read; their results (again when the
+        compare-and-set lost a race and plans anew)."""
+        free = {g["group_id"]: g["max_size"] - len(g["members"]) for g in week_doc["groups"]}
+        week = week_doc["week_number"]
+        for row, group_id, student_id in placements:
+            key = _membership_key(row)
+            if group_id not in free:
+                result = RowResult(row.line, REJECTED, f"no group {row.values['group']!r} in "
+                                   f"week {week} of the program", key)
+            elif change.current.get(student_id) == group_id:
+                result = RowResult(row.line, UNCHANGED, key=key)
+            elif free[group_id] <= 0:
+                result = RowResult(row.line, REJECTED, f"group {row.values['group']!r} is "
+                                   f"full in week {week}", key)
+            else:
+                free[group_id] -= 1
+                status = UPDATED if change.current.get(student_id) else CREATED
+                change.place(student_id, group_id)
+                result = RowResult(row.line, status, key=key)
+            self.results[row.line] = result
+
+
+# ------------------------------------------------------------------------- exports
+
+def export_students(ctx: SchoolContext) -> Iterator[dict[str, str]]:
+    """Students with a customer_id (the others have no key to import back by)."""
+    names = {p.id: p.name for p in Program.objects.for_school(ctx.school_id).only("name")}
+    students = ProgramStudent.objects.for_school(ctx.school_id).filter(
+        customer_id__ne=None).only(*STUDENT_FIELDS).order_by("customer_id").as_pymongo()
+    for student in students.batch_size(10000):
+        birth_date = student.get("birth_date")
+        yield {"program": names[student["program_id"]], "customer_id": student["customer_id"],
+               "name": student["name"], "ability_level": student.get("ability_level") or "",
+               "birth_date": birth_date.date().isoformat() if birth_date else "",
+               "email": student.get("email") or ""}
+
+
+def export_group_memberships(ctx: SchoolContext) -> Iterator[dict[str, str]]:
+    """Every week's group of every student with a customer_id, by customer_id and week."""
+    names = {p.id: p.name for p in Program.objects.for_school(ctx.school_id).only("name")}
+    customers = {s["_id"]: s["customer_id"] for s in ProgramStudent.objects.for_school(
+        ctx.school_id).filter(customer_id__ne=None).only("customer_id").as_pymongo()
+        .batch_size(10000)}
+    rows = [{"program": names[week_doc["program_id"]],
+             "week_number": str(week_doc["week_number"]), "group": group["base_name"],
+             "customer_id": customers[member["student_id"]]}
+            for week_doc in weeks().find({"school_id": ctx.school_id},
+                                         {"last_moves": 0}).batch_size(100)
+            for group in week_doc["groups"] for member in group["members"]
+            if member["student_id"] in customers]
+    yield from sorted(rows, key=lambda r: (r["customer_id"], int(r["week_number"])))
+
+
+def _programs_by_name(ctx: SchoolContext) -> dict:
+    programs = list(Program.objects.for_school(ctx.school_id))
+    return {**{str(p.id): p for p in programs}, **{p.name: p for p in programs}}
+
+
+def _parse_date(text: str | None) -> datetime | None:
+    return datetime.strptime(text, "%Y-%m-%d") if text else None
+
+
+def _week_number(text: str, program: Program) -> int | None:
+    try:
+        week = int(text)
+    except ValueError:
+        return None
+    return week if 1 <= week <= program.max_weeks else None
+
+
+def _membership_key(row: Row) -> str:
+    values = row.values
+    return f"{values['program']}/{values['week_number']}/{values['customer_id']}"

@@ -1,0 +1,244 @@
+"""The week document (`ProgramWeek`, see documents/weekly_groups.py) and what every weekly
+groups manager shares: program and week lookups, and changing a week in one compare-and-set.
+
+A change of a week's memberships goes through `WeekChange`: it plans the new members of the
+groups it touches on the document it read, checks capacity and "one group per student" on
+it, and writes them with the move log records in ONE conditional update
+(`service.aggregates.change`, compare-and-set on `version`); a lost race plans again on the
+fresh document. The log records are inserted right after (`log_moves`).
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Callable, Iterable
+from datetime import datetime
+
+from bson import ObjectId
+from pymongo import UpdateOne
+
+from documents.base import utcnow
+from documents.connection import insert_unique
+from documents.weekly_groups import Program, ProgramStudent, ProgramWeek, StudentMove
+from service.aggregates import change
+from service.base import SchoolService
+from service.errors import Conflict, NotFound, ValidationFailed
+from service.ids import unique_ids
+
+STUDENT_FIELDS = ("program_id", "name", "ability_level", "birth_date", "customer_id", "email")
+# What readers of a week need: never the log records of its last change.
+WEEK_FIELDS = {"last_moves": 0}
+
+
+def weeks() -> object:
+    return ProgramWeek._get_collection()
+
+
+def natural(name: str) -> list:
+    """Sort key putting "Group 2" before "Group 10"."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part)
+            for part in re.split(r"(\d+)", name)]
+
+
+def capacity(count: int, max_size: int) -> str:
+    return f"{count}/{max_size}"
+
+
+def group_snapshot(group: dict) -> dict:
+    """A group (a `Group` as stored) as it starts in a week: its base name, no members."""
+    return {"group_id": group["_id"], "base_name": group["base_name"],
+            "ability_level": group.get("ability_level"), "name": None,
+            "max_size": group["max_size"], "instructor": None, "members": []}
+
+
+def group_at(week: dict, group_id) -> tuple[int, dict] | None:
+    """(index, group) of the group in the week document, or None."""
+    return next(((index, group) for index, group in enumerate(week.get("groups") or [])
+                 if group["group_id"] == group_id), None)
+
+
+def placements(week: dict) -> dict[ObjectId, ObjectId]:
+    """student id -> the id of their group that week."""
+    return {member["student_id"]: group["group_id"] for group in week.get("groups") or []
+            for member in group["members"]}
+
+
+def group_summary(group: dict) -> dict:
+    """A week's group as the API shows it, without its students."""
+    instructor = group.get("instructor")
+    return {"group_id": group["group_id"], "base_name": group["base_name"],
+            "name": group.get("name") or group["base_name"],
+            "ability_level": group.get("ability_level"), "max_size": group["max_size"],
+            "instructor": {"id": instructor["user_id"], "name": instructor.get("name"),
+                           "email": instructor.get("email")} if instructor else None,
+            "capacity": capacity(len(group["members"]), group["max_size"])}
+
+
+def create_weeks(school_id, program_id, week_numbers: Iterable[int]) -> int:
+    """The program's week documents that do not exist yet; answers how many were created."""
+    now = utcnow()
+    documents = [{"school_id": school_id, "program_id": program_id, "week_number": week,
+                  "groups": [], "last_moves": [], "version": 0, "created_at": now,
+                  "updated_at": now} for week in week_numbers]
+    return len(documents) - len(insert_unique(weeks(), documents))
+
+
+def add_groups(school_id, program_id, groups: list[dict], week_numbers: Iterable[int]) -> None:
+    """Each group (as stored) into those weeks of the program that lack it, in one round
+    trip: a conditional push per group and week, so present snapshots are kept as they are.
+    (Per week, not one update of many weeks: mongomock would share the pushed object.)"""
+    now = utcnow()
+    pushes = [UpdateOne({"school_id": school_id, "program_id": program_id, "week_number": week,
+                         "groups.group_id": {"$ne": group["_id"]}},
+                        {"$push": {"groups": group_snapshot(group)}, "$inc": {"version": 1},
+                         "$set": {"updated_at": now}})
+              for group in groups for week in week_numbers]
+    if pushes:
+        weeks().bulk_write(pushes, ordered=False)
+
+
+def log_moves(records: list[dict], settled: list[dict] = ()) -> None:
+    """Insert the log records of a week change, and those of the change before it (`settled`:
+    the `last_moves` the change read) in case that one's writer died before logging them.
+    Records already logged are refused by their ids."""
+    insert_unique(StudentMove._get_collection(), [*settled, *records])
+
+
+class WeekChange:
+    """The membership changes of one week in one compare-and-set; see the module docstring.
+
+    `plan(week, change)` looks at the week document as read and calls `change.place(...)`
+    for each student going somewhere (None: unassigned); it raises a `DomainError` when a
+    rule forbids the change. `run()` answers the document before and after."""
+
+    def __init__(self, service: SchoolService, program_id, week: int, reason: str):
+        self.service = service
+        self.program_id = program_id
+        self.week = week
+        self.reason = reason
+        self.now = utcnow()
+        self.groups: list[dict] = []
+        self.version = 0
+        self.records: list[dict] = []
+        self.touched: set[int] = set()
+        self.current: dict = {}
+
+    def run(self, plan: Callable[[dict, WeekChange], None]) -> tuple[dict, dict]:
+        before, after = change(weeks(), self.service.school_id,
+                               {"program_id": self.program_id, "week_number": self.week},
+                               lambda week: self.plan_on(week, plan), what="program week")
+        if after is not before:
+            log_moves(self.records, before.get("last_moves") or [])
+        return before, after
+
+    def plan_on(self, week: dict, plan: Callable[[dict, WeekChange], None]) -> dict | None:
+        """The update `plan` makes of the week document as read (None: nothing changes).
+        Alone, a dry run."""
+        self._start(week)
+        plan(week, self)
+        if not self.records and not self.touched:
+            return None
+        # the whole list: one form every backend applies alike, safe under the version
+        return {"$set": {"groups": self.groups, "last_moves": self.records,
+                         "updated_at": self.now}}
+
+    def _start(self, week: dict) -> None:
+        self.groups = copy.deepcopy(week.get("groups") or [])
+        self.version = week.get("version") or 0
+        self.current = placements(week)
+        self.records, self.touched = [], set()
+
+    def members(self, group_id) -> int:
+        return len(self.groups[self.index(group_id)]["members"])
+
+    def index(self, group_id) -> int:
+        return next(i for i, g in enumerate(self.groups) if g["group_id"] == group_id)
+
+    def place(self, student_id, group_id, joined_at: datetime | None = None) -> None:
+        """The student into the group this week (None: into no group). No capacity check:
+        the plan checks what it promises."""
+        previous = self.current.get(student_id)
+        if previous == group_id:
+            return
+        if previous is not None:
+            index = self.index(previous)
+            self.groups[index]["members"] = [m for m in self.groups[index]["members"]
+                                             if m["student_id"] != student_id]
+            self.touched.add(index)
+        if group_id is not None:
+            index = self.index(group_id)
+            self.groups[index]["members"].append(
+                {"student_id": student_id, "joined_at": joined_at or self.now})
+            self.touched.add(index)
+        self.current[student_id] = group_id
+        self.records.append(self._record(student_id, previous, group_id))
+
+    def set_group(self, group_id, **fields) -> None:
+        """Change the week's fields of a group (name, instructor, max_size)."""
+        index = self.index(group_id)
+        if any(self.groups[index].get(k) != v for k, v in fields.items()):
+            self.groups[index].update(fields)
+            self.touched.add(index)
+
+    def add_group(self, snapshot: dict) -> None:
+        """A group the week lacks (its snapshot), appended."""
+        if not any(g["group_id"] == snapshot["group_id"] for g in self.groups):
+            self.groups.append(copy.deepcopy(snapshot))
+            self.touched.add(len(self.groups) - 1)
+
+    def _record(self, student_id, from_group, to_group) -> dict:
+        return {"_id": ObjectId(), "school_id": self.service.school_id,
+                "program_id": self.program_id, "student_id": student_id,
+                "week_number": self.week, "week_version": self.version + 1,
+                "from_group_id": from_group, "to_group_id": to_group, "reason": self.reason,
+                "actor_id": self.service.actor.user_id, "created_at": self.now}
+
+
+class WeeklyService(SchoolService):
+    """What the weekly groups managers share: the program and week lookups."""
+
+    def get_program(self, program_id) -> Program:
+        return self.get(Program, program_id, "program")
+
+    def load_week(self, program_id, week: int) -> dict:
+        found = weeks().find_one({"school_id": self.school_id, "program_id": program_id,
+                                  "week_number": week}, WEEK_FIELDS)
+        if found is None:
+            raise NotFound(f"Week {week} of the program is missing; `rota repair` restores it.")
+        return found
+
+    def students_query(self, program_id):
+        return ProgramStudent.objects.for_school(self.school_id).filter(
+            program_id=program_id).only(*STUDENT_FIELDS).order_by("name", "id").as_pymongo()
+
+    def require_week_in_url(self, program: Program, week: int) -> None:
+        if not 1 <= week <= program.max_weeks:
+            raise NotFound(f"The program has weeks 1 to {program.max_weeks}; no week {week}.")
+
+    def require_week_in_body(self, program: Program, week: int, field: str) -> None:
+        if not 1 <= week <= program.max_weeks:
+            raise ValidationFailed(
+                f"{field} must be a week of the program (1 to {program.max_weeks}).",
+                {field: [f"Must be between 1 and {program.max_weeks}."]})
+
+    def students_of_program(self, program: Program, student_ids: list) -> list[ObjectId]:
+        wanted = unique_ids(student_ids, "student_ids")
+        found = {s["_id"]: s["program_id"] for s in ProgramStudent.objects.for_school(
+            self.school_id).filter(id__in=wanted).only("program_id").as_pymongo()}
+        unknown = [str(s) for s in wanted if s not in found]
+        if unknown:
+            raise ValidationFailed("Some student_ids are not students of this school.",
+                                   {"student_ids": [f"Unknown: {', '.join(unknown)}."]})
+        elsewhere = [str(s) for s in wanted if found[s] != program.id]
+        if elsewhere:
+            raise ValidationFailed("Some students belong to another program.",
+                                   {"student_ids": [f"Of another program: "
+                                                    f"{', '.join(elsewhere)}."]},
+                                   code="student_in_other_program")
+        return wanted
+
+
+def group_full(max_size: int, seats: int) -> Conflict:
+    return Conflict(f"The group has not {seats} free seat(s) left this week.",
+                    code="group_full", details={"max_size": max_size, "seats": seats})
