@@ -4,9 +4,11 @@
 
 Starts a throwaway embedded SecantusDB, enrols the students on one instructor of a track (so
 that balancing has real work), balances them over all instructors, and prints per size the
-database round trips (which must not grow with the number of students: bulk writes) and the
-time against raw PyMongo doing the same writes (`insert_many` of the same enrolment documents,
-`bulk_write` of the same moves), as a ratio. Takes about a minute on two cores.
+database round trips (which must not grow with the number of students: each step is one
+compare-and-set of the track document, which embeds its enrolments) and the time against raw
+PyMongo doing the same writes (one `$push` of the same enrolment entries, one `$set` of the
+same moves), as a ratio, and the size of the stored track document (it must stay
+far below MongoDB's 16 MB). Takes about a minute on two cores.
 """
 
 from __future__ import annotations
@@ -18,18 +20,18 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from bson import ObjectId
-from pymongo import DeleteMany, InsertOne
+from bson import BSON, ObjectId
 
 from documents import all_documents
 from documents.accounts import Company, ModuleSwitches, School, User
 from documents.base import utcnow
 from documents.connection import ROUND_TRIPS, connect, disconnect, ensure_indexes
-from documents.tracks import TrackEnrolment
+from documents.tracks import Track
 from scripts import embedded
 from service.context import Actor, SchoolContext
 from service.projects import Projects
-from service.tracks import Tracks, balance_moves
+from service.tracks import Tracks
+from service.tracks_balancing import balance_moves, moved_update
 
 
 @contextmanager
@@ -74,38 +76,38 @@ def run_size(ctx, staff, pupils, size: int) -> dict:
     with measured() as enrol:
         tracks.enrol(track.id, students, instructor_id=staff[0])
     # Everyone starts on the first instructor: these are the moves balancing will make.
-    moves = balance_moves({str(i): (size if i == staff[0] else 0) for i in staff})
+    moves = balance_moves({i: (size if i == staff[0] else 0) for i in staff})
     with measured() as balance:
         tracks.balance(track.id)
     loads = tracks.instructor_loads(track.id)
+    stored = Track._get_collection().find_one({"school_id": ctx.school_id, "_id": track.id})
     raw_enrol, raw_balance = raw_pymongo(ctx, students, staff, moves)
     return {"size": size, "enrol": enrol, "balance": balance, "raw_enrol": raw_enrol,
-            "raw_balance": raw_balance, "spread": loads["spread"], "students": loads["students"]}
+            "raw_balance": raw_balance, "spread": loads["spread"], "students": loads["students"],
+            "megabytes": len(BSON.encode(stored)) / 1e6}
 
 
 def raw_pymongo(ctx, students, staff, moves) -> tuple[float, float]:
-    """The same enrolment documents through one `insert_many`; the same moves the way the
-    manager makes them on FerretDB (one `delete_many` + one `insert_many`, since updates there
-    rewrite documents one by one), on a scratch collection with the same unique index."""
-    scratch = TrackEnrolment._get_db()["bench_raw_enrolments"]
+    """The same enrolment entries pushed into a track document with one `update_one`; the
+    same moves as one `update_one` of what the manager's compare-and-set sends (`moved_update`),
+    on a scratch collection."""
+    scratch = Track._get_db()["bench_raw_tracks"]
     scratch.drop()
-    scratch.create_index([("track_id", 1), ("student_id", 1)], unique=True)
-    track_id, now = ObjectId(), utcnow()
-    rows = [{"school_id": ctx.school_id, "created_at": now, "track_id": track_id,
-             "student_id": student, "instructor_id": staff[0], "assigned_by": ctx.actor.user_id}
-            for student in students]
+    now = utcnow()
+    track_id = scratch.insert_one({"school_id": ctx.school_id, "enrolments": []}).inserted_id
+    rows = [{"student_id": student, "instructor_id": staff[0], "enrolled_at": now,
+             "assigned_by": ctx.actor.user_id, "pinned": False} for student in students]
     started = time.perf_counter()
-    scratch.insert_many(rows, ordered=False)
+    scratch.update_one({"_id": track_id}, {"$push": {"enrolments": {"$each": rows}}})
     insert_seconds = time.perf_counter() - started
-    moved, offset = [], 0
+    changes, offset = [], 0
     for _source, target, amount in moves:
-        moved += [{**row, "instructor_id": ObjectId(target), "last_reassigned_at": now}
-                  for row in rows[offset:offset + amount]]
+        changes += [(index, target) for index in range(offset, offset + amount)]
         offset += amount
+    track = scratch.find_one({"_id": track_id})
     started = time.perf_counter()
-    if moved:
-        scratch.bulk_write([DeleteMany({"_id": {"$in": [row["_id"] for row in moved]}})])
-        scratch.bulk_write([InsertOne(row) for row in moved], ordered=False)
+    if changes:
+        scratch.update_one({"_id": track_id}, {"$set": moved_update(track, changes, now)})
     move_seconds = time.perf_counter() - started
     scratch.drop()
     return insert_seconds, move_seconds
@@ -127,17 +129,16 @@ def print_table(results: list[dict], instructors: int) -> None:
     print()
     for row in results:
         print(f"{row['size']:>9} students: final spread {row['spread']}, "
-              f"{row['students']} enrolled")
+              f"{row['students']} enrolled, track document {row['megabytes']:.2f} MB")
     small, large = results[0], results[-1]
     for step in ("enrol", "balance"):
         same = small[step]["round_trips"] == large[step]["round_trips"]
         verdict = "constant" if same else "GROWS WITH STUDENTS"
         print(f"round trips for {step}: {small[step]['round_trips']} at {small['size']} vs "
               f"{large[step]['round_trips']} at {large['size']}: {verdict}")
-    print("raw pymongo = insert_many of the same enrolment documents (enrol) / bulk_write "
-          "deleting and re-inserting the same moved documents (balance);\nratio = manager "
-          "time / raw time (the manager also validates, keeps the ledger and the move "
-          "journal, audits and notifies).")
+    print("raw pymongo = one $push of the same enrolment entries (enrol) / one $set of the "
+          "same moves (balance);\nratio = manager time / raw time (the manager "
+          "also validates, reads the track to plan, audits and notifies).")
 
 
 def main() -> None:

@@ -10,17 +10,11 @@ from mongoengine.errors import NotUniqueError
 
 from documents.base import utcnow
 from documents.projects import Project
-from documents.tracks import (
-    Track,
-    TrackCourse,
-    TrackEnrolment,
-    TrackInstructor,
-    TrackLedger,
-    TrackMove,
-)
+from documents.tracks import Track
 from service.base import SchoolService
 from service.errors import Conflict, ValidationFailed
 from service.pagination import Page, paginate
+from service.tracks import Tracks
 
 SLUG_ATTEMPTS = 20
 EDITABLE = ("name", "description", "auto_balance_students", "start_date", "end_date")
@@ -150,13 +144,4 @@ class Projects(SchoolService):
         tracks = Track.objects.for_school(self.school_id).filter(
             __raw__={"$or": [{"root_project_id": {"$in": project_ids}},
                              {"sub_project_id": {"$in": project_ids}}]})
-        track_ids = list(tracks.scalar("id"))
-        counts = {}
-        for key, model in (("enrolments", TrackEnrolment), ("instructors", TrackInstructor),
-                           ("courses", TrackCourse), ("ledger_entries", TrackLedger),
-                           ("interrupted_moves", TrackMove)):
-            counts[key] = model.objects.for_school(self.school_id).filter(
-                track_id__in=track_ids).delete()
-        counts["tracks"] = Track.objects.for_school(self.school_id).filter(
-            id__in=track_ids).delete()
-        return counts
+        return Tracks(self.ctx).delete_many(list(tracks.scalar("id")))

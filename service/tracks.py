@@ -1,115 +1,57 @@
 """Tracks: instructors with their links, balanced student assignment, reassignment, courses.
 
-How balance survives parallel requests without locks: each track has an assignment ledger
-(`TrackLedger`): who teaches it, students per instructor and in total. A change of the ledger
-is committed by inserting the next entry (`seq + 1`) under a unique index, so of several
-parallel writers exactly one wins and the others plan again from the new state. Plans are
-made from the ledger, so parallel single enrolments each go to the least-loaded instructor,
-and of two parallel removals of the last two instructors of a track with students exactly one
-succeeds. Enrolment documents are written after the commit. Reads count the enrolment
-documents themselves; whenever documents and ledger may differ (an instructor left while
-students were being enrolled, a balance) the ledger's loads are re-derived from the documents.
+A track is one aggregate: its instructors and its enrolments are embedded in the track
+document (see `documents.tracks.Track`). Every change of them (enrol, unenrol, reassign,
+balance, add, update or remove an instructor) is one compare-and-set of the track on its
+`version` (`service.aggregates.change`): the plan is made from the document as read and
+applied only if nobody changed it since, else it is made again from the fresh document. So
+parallel enrolments each go to the least-loaded instructor, a balance never overwrites a
+reassignment that committed first, of two parallel removals of the last two instructors of a
+track with students exactly one succeeds, and loads, counted from the enrolments, never drift.
+Audit events and notifications are written after the change, only for what really changed.
 """
 
 from __future__ import annotations
 
-import heapq
-import random
-import time
-from collections import Counter, defaultdict
-from dataclasses import dataclass, field, replace
-from statistics import mean, pstdev
+from collections import Counter
+from dataclasses import dataclass
 
 from bson import ObjectId
-from mongoengine.errors import NotUniqueError
 
 from documents.accounts import User
 from documents.audit import Notification
 from documents.base import utcnow
-from documents.connection import insert_unique
 from documents.projects import Project
-from documents.tracks import (
-    Track,
-    TrackCourse,
-    TrackEnrolment,
-    TrackInstructor,
-    TrackLedger,
-    TrackMove,
-)
+from documents.tracks import Track, TrackCourse
 from service import audit, notifications
+from service.aggregates import change
 from service.base import SchoolService
 from service.context import ADMIN_ROLES, STAFF_ROLES
 from service.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from service.ids import field_object_id, object_id, unique_ids
-from service.pagination import Page, paginate
+from service.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page, paginate
+from service.tracks_balancing import (
+    balance_moves,
+    balancing_changes,
+    enrolment_index,
+    instructor_index,
+    is_imbalanced,
+    least_loaded_assignment,
+    load_stats,
+    loads_of,
+    moved_update,
+    orphan_changes,
+)
 
 INSTRUCTOR_ROLES = frozenset({"staff", "school_admin"})
-IMBALANCE_RATIO = 1.2
-COMMIT_ATTEMPTS = 60
 # Large reads stay one round trip: the first batch holds them all (up to 16 MB).
 BIG_BATCH = 100_000
+# What reads of a track fetch: never the enrolments, which may be thousands.
+TRACK_FIELDS = ("school_id", "created_at", "name", "description", "project_id",
+                "sub_project_id", "root_project_id", "version", "instructors")
+OWN_FIELDS = ("id", "name", "description", "project_id", "sub_project_id", "root_project_id",
+              "created_at")
 
-
-# ---- the balancing rules, as pure functions (property-tested) -------------------------------
-
-def least_loaded_assignment(loads: dict[str, int], count: int) -> list[str]:
-    """The instructor for each of `count` newcomers, in order: always the least loaded at that
-    moment, ties broken by the smaller instructor id so the result is deterministic."""
-    heap = [(load, instructor) for instructor, load in loads.items()]
-    heapq.heapify(heap)
-    chosen = []
-    for _ in range(count):
-        load, instructor = heapq.heappop(heap)
-        chosen.append(instructor)
-        heapq.heappush(heap, (load + 1, instructor))
-    return chosen
-
-
-def balanced_targets(loads: dict[str, int]) -> dict[str, int]:
-    """Final loads with a spread of at most one. The `total % n` instructors that keep one
-    extra student are the most loaded ones already, which is what makes the moves minimal."""
-    if not loads:
-        return {}
-    base, extra = divmod(sum(loads.values()), len(loads))
-    busiest_first = sorted(loads, key=lambda instructor: (-loads[instructor], instructor))
-    return {instructor: base + (1 if rank < extra else 0)
-            for rank, instructor in enumerate(busiest_first)}
-
-
-def balance_moves(loads: dict[str, int]) -> list[tuple[str, str, int]]:
-    """`(from, to, how_many)` moves reaching `balanced_targets`: only surplus students move,
-    so the number moved is the minimum possible."""
-    targets = balanced_targets(loads)
-    donors = [[i, loads[i] - targets[i]] for i in sorted(loads) if loads[i] > targets[i]]
-    receivers = [[i, targets[i] - loads[i]] for i in sorted(loads) if loads[i] < targets[i]]
-    moves = []
-    while donors and receivers:
-        donor, receiver = donors[0], receivers[0]
-        amount = min(donor[1], receiver[1])
-        moves.append((donor[0], receiver[0], amount))
-        donor[1] -= amount
-        receiver[1] -= amount
-        if donor[1] == 0:
-            donors.pop(0)
-        if receiver[1] == 0:
-            receivers.pop(0)
-    return moves
-
-
-def load_stats(counts: list[int]) -> dict:
-    """Spread (max - min), population standard deviation and mean of instructor loads."""
-    if not counts:
-        return {"spread": 0, "stddev": 0.0, "mean": 0.0}
-    return {"spread": max(counts) - min(counts), "stddev": round(pstdev(counts), 4),
-            "mean": round(mean(counts), 4)}
-
-
-def is_imbalanced(counts: list[int]) -> bool:
-    """The busiest instructor has more than 20% above the mean load."""
-    return bool(counts) and mean(counts) > 0 and max(counts) > IMBALANCE_RATIO * mean(counts)
-
-
-# ---- the manager -----------------------------------------------------------------------------
 
 @dataclass
 class Enrolled:
@@ -118,27 +60,13 @@ class Enrolled:
     students_count: int
 
 
-@dataclass(frozen=True)
-class LedgerState:
-    """The current assignment ledger of a track (see `TrackLedger`)."""
+def not_teaching() -> ValidationFailed:
+    return ValidationFailed("instructor_id does not teach this track.",
+                            {"instructor_id": ["Not an instructor of this track."]})
 
-    seq: int = 0
-    loads: dict = field(default_factory=dict)
-    instructors_count: int = 0
-    students_count: int = 0
 
-    def changed(self, loads: dict | None = None, instructors: int = 0,
-                students: int = 0) -> LedgerState:
-        return replace(self, loads=dict(self.loads if loads is None else loads),
-                       instructors_count=self.instructors_count + instructors,
-                       students_count=self.students_count + students)
-
-    def with_added(self, increments: Counter) -> dict:
-        loads = dict(self.loads)
-        for instructor, amount in increments.items():
-            if instructor in loads:
-                loads[instructor] = max(0, loads[instructor] + amount)
-        return loads
+def no_instructors() -> Conflict:
+    return Conflict("This track has no instructor yet; add one first.", code="no_instructors")
 
 
 class Tracks(SchoolService):
@@ -154,7 +82,8 @@ class Tracks(SchoolService):
                                    {"project_id": ["Exactly one of project_id, sub_project_id."],
                                     "sub_project_id": ["Exactly one of project_id, "
                                                        "sub_project_id."]})
-        track = Track(school_id=self.school_id, name=name, description=description)
+        track = Track(school_id=self.school_id, name=name, description=description, version=0,
+                      instructors=[], enrolments=[])
         if project_id is not None:
             project = self._owner(project_id, "project_id", want_sub=False)
             track.project_id = track.root_project_id = project.id
@@ -179,7 +108,7 @@ class Tracks(SchoolService):
              page_size: int = 50) -> Page:
         """`project_id` matches tracks directly under the project and under its sub-projects
         (or, for a sub-project's id, its own tracks). Students see only their tracks."""
-        tracks = Track.objects.for_school(self.school_id)
+        tracks = Track.objects.for_school(self.school_id).exclude("enrolments", "instructors")
         if project_id:
             pid = object_id(project_id, "project")
             tracks = tracks.filter(__raw__={"$or": [{"root_project_id": pid},
@@ -187,37 +116,71 @@ class Tracks(SchoolService):
         if sub_project_id:
             tracks = tracks.filter(sub_project_id=object_id(sub_project_id, "sub-project"))
         if self.actor.role == "student":
-            mine = TrackEnrolment.objects.for_school(self.school_id).filter(
-                student_id=self.actor.user_id).scalar("track_id")
-            tracks = tracks.filter(id__in=list(mine))
+            tracks = tracks.filter(enrolments__student_id=self.actor.user_id)
         return paginate(tracks.order_by("name", "id"), page, page_size)
 
     def detail(self, track_id) -> dict:
         """The track with instructors (links, names, loads), student count and courses, in a
         constant number of round trips."""
-        track, own = self._readable(track_id)
-        instructors = self._instructor_views(track)
+        track, mine = self._readable(track_id)
+        instructors = self._instructor_views(track, self._counted_loads(track["_id"]))
         courses = list(TrackCourse.objects.for_school(self.school_id)
-                       .filter(track_id=track.id).order_by("position", "id"))
-        own_fields = ("id", "name", "description", "project_id", "sub_project_id",
-                      "root_project_id", "created_at")
-        return {**{name: getattr(track, name) for name in own_fields},
+                       .filter(track_id=track["_id"]).order_by("position", "id"))
+        return {**{name: track.get("_id" if name == "id" else name) for name in OWN_FIELDS},
                 "instructors": instructors, "courses": courses,
                 "students_count": sum(item["students"] for item in instructors),
-                "my_instructor_id": own.instructor_id if own else None}
+                "my_instructor_id": mine}
 
-    def _readable(self, track_id) -> tuple[Track, TrackEnrolment | None]:
-        track = self._track(track_id)
+    def _readable(self, track_id) -> tuple[dict, ObjectId | None]:
+        """The track without its enrolments; for a student, also their own instructor (403
+        `not_enrolled` when they are not in the track)."""
         if self.actor.role != "student":
-            return track, None
-        own = TrackEnrolment.objects.for_school(self.school_id).filter(
-            track_id=track.id, student_id=self.actor.user_id).first()
-        if own is None:
+            return self._track(track_id), None
+        me = self.actor.user_id
+        track = self._track(track_id, enrolments={"$elemMatch": {"student_id": me}})
+        if not track.get("enrolments"):
             raise Forbidden("You are not enrolled in this track.", code="not_enrolled")
-        return track, own
+        return track, track["enrolments"][0]["instructor_id"]
 
-    def _track(self, track_id) -> Track:
-        return self.get(Track, track_id, "track")
+    def _track(self, track_id, **extra_fields) -> dict:
+        """The stored track without its enrolments (404 for unknown or foreign ids)."""
+        track = Track._get_collection().find_one(
+            {"school_id": self.school_id, "_id": object_id(track_id, "track")},
+            {**dict.fromkeys(TRACK_FIELDS, 1), **extra_fields})
+        if track is None:
+            raise NotFound(f"No track with id {track_id!r}.")
+        return track
+
+    def _change(self, track_id, plan) -> tuple[dict, dict]:
+        """One compare-and-set of the track: (before, after), `after is before` when the plan
+        had nothing to do."""
+        return change(Track._get_collection(), self.school_id,
+                      {"_id": object_id(track_id, "track")}, plan, what="track")
+
+    def _counted_loads(self, track_id) -> dict:
+        """Enrolled students per instructor, counted by the server: one aggregation."""
+        rows = Track._get_collection().aggregate([
+            {"$match": {"school_id": self.school_id, "_id": track_id}},
+            {"$unwind": "$enrolments"},
+            {"$group": {"_id": "$enrolments.instructor_id", "students": {"$sum": 1}}}])
+        return {row["_id"]: row["students"] for row in rows}
+
+    def delete_many(self, track_ids: list) -> dict:
+        """Removes tracks with their instructors, enrolments and courses (for deleting a
+        project); answers how many of each went. Courses go first: a crash in between leaves
+        the tracks, and their project, for the next delete."""
+        counted = list(Track._get_collection().aggregate([
+            {"$match": {"school_id": self.school_id, "_id": {"$in": track_ids}}},
+            {"$group": {"_id": None,
+                        "enrolments": {"$sum": {"$size": {"$ifNull": ["$enrolments", []]}}},
+                        "instructors": {"$sum": {"$size": {"$ifNull": ["$instructors", []]}}}}}]))
+        counts = {"enrolments": counted[0]["enrolments"] if counted else 0,
+                  "instructors": counted[0]["instructors"] if counted else 0}
+        counts["courses"] = TrackCourse.objects.for_school(self.school_id).filter(
+            track_id__in=track_ids).delete()
+        counts["tracks"] = Track.objects.for_school(self.school_id).filter(
+            id__in=track_ids).delete()
+        return counts
 
     # -- instructors --
 
@@ -226,79 +189,70 @@ class Tracks(SchoolService):
         self.require_admin()
         track = self._track(track_id)
         user = self.member(user_id, "user_id", roles=INSTRUCTOR_ROLES)
-        instructor = TrackInstructor(school_id=self.school_id, track_id=track.id, user_id=user.id,
-                                     zoom_link=zoom_link, teams_link=teams_link,
-                                     slack_links=slack_links or [], assigned_by=self.actor.user_id)
-        try:
-            instructor.save(force_insert=True)
-        except NotUniqueError:
-            raise Conflict(f"{user.name} already teaches this track.",
-                           code="already_instructor") from None
-        # Into the ledger only once the document exists: until then the count stays low,
-        # which only makes removals more careful.
-        key = str(user.id)
-        self._commit(track.id, "add_instructor", lambda state: state.changed(
-            loads={**state.loads, key: state.loads.get(key, 0)},
-            instructors=0 if key in state.loads else 1))
-        self.audit("add_instructor", "track", track.id, after=_links_summary(instructor))
+        entry = {"user_id": user.id, "zoom_link": zoom_link, "teams_link": teams_link,
+                 "slack_links": slack_links or [], "assigned_by": self.actor.user_id,
+                 "assigned_at": utcnow()}
+
+        def plan(current: dict) -> dict:
+            if instructor_index(current, user.id) is not None:
+                raise Conflict(f"{user.name} already teaches this track.",
+                               code="already_instructor")
+            return {"$push": {"instructors": entry}}
+
+        self._change(track["_id"], plan)
+        self.audit("add_instructor", "track", track["_id"], after=_links_summary(entry))
         self.notify(user.id, "track_instructor_added",
-                    f"You now teach the track {track.name}.", {"track_id": str(track.id)})
-        return _instructor_view(instructor, user, 0)
+                    f"You now teach the track {track['name']}.", {"track_id": str(track["_id"])})
+        return _instructor_view(entry, user, 0)
 
     def update_instructor(self, track_id, user_id, **links) -> dict:
         self.require_admin()
-        track = self._track(track_id)
-        instructor = self._instructor(track, user_id)
-        before = _links_summary(instructor)
-        for name, value in links.items():
-            setattr(instructor, name, value)
-        instructor.save()
-        self.audit("update_instructor", "track", track.id, before=before,
-                   after=_links_summary(instructor))
-        user = self._users_by_id([instructor.user_id]).get(instructor.user_id)
-        students = TrackEnrolment.objects.for_school(self.school_id).filter(
-            track_id=track.id, instructor_id=instructor.user_id).count()
-        return _instructor_view(instructor, user, students)
+        instructor_id = object_id(user_id, "instructor")
 
-    def _instructor(self, track: Track, user_id) -> TrackInstructor:
-        instructor = TrackInstructor.objects.for_school(self.school_id).filter(
-            track_id=track.id, user_id=object_id(user_id, "instructor")).first()
-        if instructor is None:
-            raise NotFound(f"No instructor {user_id!r} on this track.")
-        return instructor
+        def plan(current: dict) -> dict | None:
+            index = instructor_index(current, instructor_id)
+            if index is None:
+                raise NotFound(f"No instructor {user_id!r} on this track.")
+            return {"$set": {f"instructors.{index}.{name}": value
+                             for name, value in links.items()}} if links else None
+
+        before, after = self._change(track_id, plan)
+        old = before["instructors"][instructor_index(before, instructor_id)]
+        new = after["instructors"][instructor_index(after, instructor_id)]
+        self.audit("update_instructor", "track", after["_id"], before=_links_summary(old),
+                   after=_links_summary(new))
+        user = self._users_by_id([instructor_id]).get(instructor_id)
+        return _instructor_view(new, user, loads_of(after)[instructor_id])
 
     def remove_instructor(self, track_id, user_id) -> None:
-        """Their students move to the least-loaded remaining instructors. The last instructor
-        of a track with students stays (409 `last_instructor`), even under parallel removals:
-        the removal is a ledger commit, decided on the state it replaces."""
+        """Their students move to the least-loaded remaining instructors, in the same update.
+        The last instructor of a track with students stays (409 `last_instructor`)."""
         self.require_admin()
-        track = self._track(track_id)
-        instructor = self._instructor(track, user_id)
-        key = str(instructor.user_id)
+        leaving = object_id(user_id, "instructor")
+        now = utcnow()
 
-        def without_instructor(state: LedgerState) -> LedgerState:
-            if key not in state.loads:
-                return state.changed()
-            if state.instructors_count <= 1 and state.students_count > 0:
+        def plan(current: dict) -> dict:
+            if instructor_index(current, leaving) is None:
+                raise NotFound(f"No instructor {user_id!r} on this track.")
+            if len(current["instructors"]) == 1 and current.get("enrolments"):
                 raise Conflict("A track with students keeps at least one instructor.",
                                code="last_instructor")
-            loads = {k: v for k, v in state.loads.items() if k != key}
-            return state.changed(loads=loads, instructors=-1)
+            update = {"$pull": {"instructors": {"user_id": leaving}}}
+            moves = moved_update(current, orphan_changes(current, leaving), now)
+            return {**update, "$set": moves} if moves else update
 
-        self._commit(track.id, "remove_instructor", without_instructor)
-        TrackInstructor.objects.for_school(self.school_id).filter(id=instructor.id).delete()
-        moved = self._rehome_orphans(track.id)
-        self.audit("remove_instructor", "track", track.id,
-                   before=_links_summary(instructor), after={"students_moved": moved})
-        self.notify(instructor.user_id, "track_instructor_removed",
-                    f"You no longer teach the track {track.name}.", {"track_id": str(track.id)})
+        before, _ = self._change(track_id, plan)
+        removed = before["instructors"][instructor_index(before, leaving)]
+        self.audit("remove_instructor", "track", before["_id"], before=_links_summary(removed),
+                   after={"students_moved": loads_of(before)[leaving]})
+        self.notify(leaving, "track_instructor_removed",
+                    f"You no longer teach the track {before['name']}.",
+                    {"track_id": str(before["_id"])})
 
-    def _instructor_views(self, track: Track) -> list[dict]:
-        instructors = list(TrackInstructor.objects.for_school(self.school_id)
-                           .filter(track_id=track.id))
-        users = self._users_by_id([i.user_id for i in instructors])
-        counts = self._doc_loads(track.id)
-        views = [_instructor_view(i, users.get(i.user_id), counts.get(i.user_id, 0))
+    def _instructor_views(self, track: dict, loads: dict) -> list[dict]:
+        instructors = track.get("instructors") or []
+        users = self._users_by_id([i["user_id"] for i in instructors])
+        views = [_instructor_view(i, users.get(i["user_id"]), loads.get(i["user_id"], 0))
                  for i in instructors]
         return sorted(views, key=lambda view: (view["name"] or "", str(view["user_id"])))
 
@@ -312,23 +266,37 @@ class Tracks(SchoolService):
         track = self._track(track_id)
         wanted = unique_ids(student_ids, "student_ids")
         self._require_students(wanted)
-        already = set(TrackEnrolment.objects.for_school(self.school_id).filter(
-            track_id=track.id, student_id__in=wanted).batch_size(BIG_BATCH).scalar("student_id"))
-        newcomers = [s for s in wanted if s not in already]
         explicit = None
         if instructor_id is not None:
-            explicit = str(field_object_id(instructor_id, "instructor_id"))
+            explicit = field_object_id(instructor_id, "instructor_id")
             if self._auto_balances(track):
                 explicit = None
-        skipped = [str(s) for s in wanted if s in already]
-        if not newcomers:
-            state = self._explicit_allowed(self._ledger(track.id), explicit)
-            return Enrolled(enrolled=[], skipped=skipped, students_count=state.students_count)
-        state, plan = self._commit_enrolment(track, newcomers, explicit)
-        enrolled = self._insert_enrolments(track, plan)
+        now = utcnow()
+
+        def plan(current: dict) -> dict | None:
+            loads = loads_of(current)
+            if explicit is not None and explicit not in loads:
+                raise not_teaching()
+            already = {e["student_id"] for e in current.get("enrolments") or []}
+            newcomers = [student for student in wanted if student not in already]
+            if not newcomers:
+                return None
+            if not loads:
+                raise no_instructors()
+            chosen = ([explicit] * len(newcomers) if explicit
+                      else least_loaded_assignment(loads, len(newcomers)))
+            return {"$push": {"enrolments": {"$each": [
+                {"student_id": student, "instructor_id": instructor, "enrolled_at": now,
+                 "assigned_by": self.actor.user_id, "pinned": False}
+                for student, instructor in zip(newcomers, chosen, strict=True)]}}}
+
+        before, after = self._change(track["_id"], plan)
+        enrolled = [{"student_id": e["student_id"], "instructor_id": e["instructor_id"]}
+                    for e in after["enrolments"][len(before.get("enrolments") or []):]]
         self._after_enrolment(track, enrolled)
-        return Enrolled(enrolled=enrolled, skipped=skipped,
-                        students_count=state.students_count - (len(plan) - len(enrolled)))
+        new = {e["student_id"] for e in enrolled}
+        return Enrolled(enrolled=enrolled, skipped=[str(s) for s in wanted if s not in new],
+                        students_count=len(after.get("enrolments") or []))
 
     def _require_students(self, wanted: list[ObjectId]) -> None:
         found = set(User.objects.for_school(self.school_id).filter(
@@ -339,197 +307,157 @@ class Tracks(SchoolService):
                                    {"student_ids": [f"Not a student of this school: {sid}"
                                                     for sid in missing[:50]]})
 
-    def _auto_balances(self, track: Track) -> bool:
+    def _auto_balances(self, track: dict) -> bool:
         owner = Project.objects.for_school(self.school_id).filter(
-            id=track.sub_project_id or track.project_id).only("auto_balance_students").first()
+            id=track.get("sub_project_id") or track.get("project_id")).only(
+            "auto_balance_students").first()
         return bool(owner and owner.auto_balance_students)
 
-    @staticmethod
-    def _explicit_allowed(state: LedgerState, explicit: str | None) -> LedgerState:
-        if explicit is not None and explicit not in state.loads:
-            raise ValidationFailed("instructor_id does not teach this track.",
-                                   {"instructor_id": ["Not an instructor of this track."]})
-        return state
-
-    def _commit_enrolment(self, track: Track, newcomers: list, explicit: str | None):
-        plan = []
-
-        def with_newcomers(state: LedgerState) -> LedgerState:
-            self._explicit_allowed(state, explicit)
-            if state.instructors_count < 1 or not state.loads:
-                raise Conflict("This track has no instructor yet; add one first.",
-                               code="no_instructors")
-            chosen = ([explicit] * len(newcomers) if explicit
-                      else least_loaded_assignment(state.loads, len(newcomers)))
-            plan[:] = zip(newcomers, chosen, strict=True)
-            return state.changed(loads=state.with_added(Counter(chosen)),
-                                 students=len(newcomers))
-
-        state = self._commit(track.id, "enrol", with_newcomers)
-        return state, plan
-
-    def _insert_enrolments(self, track: Track, plan: list) -> list[dict]:
-        now = utcnow()
-        rows = [{"school_id": self.school_id, "created_at": now, "track_id": track.id,
-                 "student_id": student, "instructor_id": ObjectId(instructor),
-                 "assigned_by": self.actor.user_id} for student, instructor in plan]
-        failed = insert_unique(TrackEnrolment._get_collection(), rows)
-        if not failed:
-            return rows
-        # A parallel request enrolled some of them first: give their places back.
-        lost = Counter(str(rows[i]["instructor_id"]) for i in failed)
-        self._commit(track.id, "enrol_lost_race", lambda state: state.changed(
-            loads=state.with_added(Counter({k: -n for k, n in lost.items()})),
-            students=-len(failed)))
-        return [row for index, row in enumerate(rows) if index not in failed]
-
-    def _after_enrolment(self, track: Track, enrolled: list[dict]) -> None:
-        chosen = {str(row["instructor_id"]) for row in enrolled}
-        if not chosen <= set(self._ledger(track.id).loads):
-            self._rehome_orphans(track.id)  # an instructor left while we were enrolling
+    def _after_enrolment(self, track: dict, enrolled: list[dict]) -> None:
         audit.record_many([audit.audit_event(
             self.actor, self.school_id, "enrol", "track_enrolment", row["student_id"],
-            after={"track_id": track.id, "instructor_id": row["instructor_id"]})
+            after={"track_id": track["_id"], "instructor_id": row["instructor_id"]})
             for row in enrolled])
         per_instructor = Counter(row["instructor_id"] for row in enrolled)
         notifications.notify_many([Notification(
             user_id=instructor, school_id=self.school_id, kind="track_students_added",
-            message=f"{n} new student(s) in the track {track.name}.",
-            data={"track_id": str(track.id), "students": n})
+            message=f"{n} new student(s) in the track {track['name']}.",
+            data={"track_id": str(track["_id"]), "students": n})
             for instructor, n in per_instructor.items()])
 
     def unenrol(self, track_id, student_id) -> None:
         self.require_admin()
-        track = self._track(track_id)
-        enrolment = TrackEnrolment.objects.for_school(self.school_id).filter(
-            track_id=track.id, student_id=object_id(student_id, "student")).first()
-        if enrolment is None:
-            raise NotFound(f"Student {student_id!r} is not enrolled in this track.")
-        if not TrackEnrolment.objects.for_school(self.school_id).filter(
-                id=enrolment.id).delete():
-            raise NotFound(f"Student {student_id!r} is not enrolled in this track.")
-        key = str(enrolment.instructor_id)
-        self._commit(track.id, "unenrol", lambda state: state.changed(
-            loads=state.with_added(Counter({key: -1})), students=-1))
-        self.audit("unenrol", "track_enrolment", enrolment.student_id,
-                   before={"track_id": track.id, "instructor_id": enrolment.instructor_id})
+        student = object_id(student_id, "student")
+
+        def plan(current: dict) -> dict:
+            if enrolment_index(current, student) is None:
+                raise NotFound(f"Student {student_id!r} is not enrolled in this track.")
+            return {"$pull": {"enrolments": {"student_id": student}}}
+
+        before, _ = self._change(track_id, plan)
+        enrolment = before["enrolments"][enrolment_index(before, student)]
+        self.audit("unenrol", "track_enrolment", student,
+                   before={"track_id": before["_id"], "instructor_id": enrolment["instructor_id"]})
 
     def list_students(self, track_id, instructor_id=None, page: int = 1,
-                      page_size: int = 50) -> Page:
+                      page_size: int = DEFAULT_PAGE_SIZE) -> Page:
+        """One page of the enrolments, in enrolment order, cut by the server: one aggregation
+        and one read of the names, whatever the size of the track."""
         self.require_role(STAFF_ROLES)
-        track = self._track(track_id)
-        enrolments = TrackEnrolment.objects.for_school(self.school_id).filter(track_id=track.id)
+        page_size, page = max(1, min(page_size, MAX_PAGE_SIZE)), max(1, page)
+        chosen = {"$ifNull": ["$enrolments", []]}
         if instructor_id:
-            enrolments = enrolments.filter(instructor_id=object_id(instructor_id, "instructor"))
-        result = paginate(enrolments.order_by("created_at", "id"), page, page_size)
-        users = self._users_by_id([e.student_id for e in result.items] +
-                                  [e.instructor_id for e in result.items])
-        result.items = [_enrolment_view(e, users) for e in result.items]
-        return result
+            chosen = {"$filter": {"input": chosen, "as": "e", "cond": {
+                "$eq": ["$$e.instructor_id", object_id(instructor_id, "instructor")]}}}
+        found = list(Track._get_collection().aggregate([
+            {"$match": {"school_id": self.school_id, "_id": object_id(track_id, "track")}},
+            {"$project": {"_id": 0, "chosen": chosen}},
+            {"$project": {"total": {"$size": "$chosen"},
+                          "items": {"$slice": ["$chosen", (page - 1) * page_size, page_size]}}}]))
+        if not found:
+            raise NotFound(f"No track with id {track_id!r}.")
+        items = found[0]["items"]
+        users = self._users_by_id([e["student_id"] for e in items] +
+                                  [e["instructor_id"] for e in items])
+        return Page([_enrolment_view(e, users) for e in items], found[0]["total"], page,
+                    page_size)
 
     # -- reassign and balance --
 
     def reassign(self, track_id, student_id, instructor_id) -> dict:
         """School admins only. Audited with from/to; both instructors notified; `warning` is
-        "imbalance" when the busiest instructor carries more than 20% above the mean."""
+        "imbalance" when the busiest instructor carries more than 20% above the mean.
+
+        A student already with that instructor (also when a parallel identical request moved
+        them first) answers 200 with `previous_instructor_id` equal to `instructor_id`, and
+        writes, audits and notifies nothing."""
         if self.actor.role not in ADMIN_ROLES and self.actor.role != "system":
             raise Forbidden("Only school admins reassign students.")
-        track = self._track(track_id)
+        student = object_id(student_id, "student")
+        now = utcnow()
+
+        def plan(current: dict) -> dict | None:
+            target = field_object_id(instructor_id, "instructor_id")
+            if instructor_index(current, target) is None:
+                raise not_teaching()
+            index = enrolment_index(current, student)
+            if index is None:
+                raise NotFound(f"Student {student_id!r} is not enrolled in this track.")
+            if current["enrolments"][index]["instructor_id"] == target:
+                return None
+            return {"$set": moved_update(current, [(index, target)], now)}
+
+        before, after = self._change(track_id, plan)
         target = field_object_id(instructor_id, "instructor_id")
-        self._explicit_allowed(self._ledger(track.id), str(target))
-        before = TrackEnrolment.objects.for_school(self.school_id).filter(
-            track_id=track.id, student_id=object_id(student_id, "student")).modify(
-            set__instructor_id=target, set__last_reassigned_at=utcnow())
-        if before is None:
-            raise NotFound(f"Student {student_id!r} is not enrolled in this track.")
-        source = before.instructor_id
-        state = self._ledger(track.id)
-        if source != target:
-            state = self._commit(track.id, "reassign", lambda current: current.changed(
-                loads=current.with_added(Counter({str(source): -1, str(target): 1}))))
-            self._record_reassignment(track, before.student_id, source, target)
-        counts = self._doc_loads(track.id)
-        loads = [counts.get(ObjectId(key), 0) for key in state.loads]
-        return {"track_id": track.id, "student_id": before.student_id, "instructor_id": target,
+        source = before["enrolments"][enrolment_index(before, student)]["instructor_id"]
+        if after is not before:
+            self._record_reassignment(after, student, source, target)
+        loads = list(loads_of(after).values())
+        return {"track_id": after["_id"], "student_id": student, "instructor_id": target,
                 "previous_instructor_id": source,
                 "warning": "imbalance" if is_imbalanced(loads) else None, **load_stats(loads)}
 
-    def _record_reassignment(self, track, student, source, target) -> None:
+    def _record_reassignment(self, track: dict, student, source, target) -> None:
         self.audit("reassign", "track_enrolment", student,
-                   before={"track_id": track.id, "instructor_id": source},
-                   after={"track_id": track.id, "instructor_id": target})
+                   before={"track_id": track["_id"], "instructor_id": source},
+                   after={"track_id": track["_id"], "instructor_id": target,
+                          "track_version": track["version"]})
         names = self._users_by_id([student])
         who = names[student].name if student in names else str(student)
+        data = {"track_id": str(track["_id"]), "student_id": str(student)}
         notifications.notify_many([
             Notification(user_id=source, school_id=self.school_id, kind="track_student_moved_out",
-                         message=f"{who} moved to another instructor in {track.name}.",
-                         data={"track_id": str(track.id), "student_id": str(student)}),
+                         message=f"{who} moved to another instructor in {track['name']}.",
+                         data=data),
             Notification(user_id=target, school_id=self.school_id, kind="track_student_moved_in",
-                         message=f"{who} is now your student in {track.name}.",
-                         data={"track_id": str(track.id), "student_id": str(student)})])
+                         message=f"{who} is now your student in {track['name']}.", data=data)])
 
     def balance(self, track_id) -> dict:
         """Moves the fewest students so that the spread between the most and the least loaded
-        instructor is at most one; the newest enrolments of the busiest instructors move."""
+        instructor is at most one; the newest enrolments of the busiest instructors move. One
+        compare-and-set of the whole track: a reassignment that commits first is seen by the
+        next plan, never overwritten. Audited once for the track and once per moved student
+        (with the track's version, which orders it among the reassignments)."""
         self.require_admin()
-        track = self._track(track_id)
-        self._finish_interrupted_moves(track.id)
-        self._rehome_orphans(track.id)
-        state = self._ledger(track.id)
-        if not state.loads:
-            raise Conflict("This track has no instructor yet; add one first.",
-                           code="no_instructors")
-        counts = self._doc_loads(track.id)
-        loads = {key: counts.get(ObjectId(key), 0) for key in state.loads}
-        moves = balance_moves(loads)
-        moved = self._apply_moves(track.id, moves)
-        self._rederive_ledger(track.id, "balance")
-        self.audit("balance", "track", track.id, before={"loads": loads},
-                   after={"students_moved": moved,
-                          "moves": [{"from": source, "to": target, "students": amount}
-                                    for source, target, amount in moves]})
-        return {"students_moved": moved, **self.instructor_loads(track.id)}
-
-    def _apply_moves(self, track_id, moves: list) -> int:
-        if not moves:
-            return 0
-        donors = {ObjectId(source) for source, _, _ in moves}
-        candidates = defaultdict(list)
-        for row in (TrackEnrolment.objects.for_school(self.school_id)
-                    .filter(track_id=track_id, instructor_id__in=list(donors))
-                    .order_by("-created_at", "-id").batch_size(BIG_BATCH).as_pymongo()):
-            candidates[str(row["instructor_id"])].append(row)
-        new_instructor = {}
-        for source, target, amount in moves:
-            chosen, candidates[source] = candidates[source][:amount], candidates[source][amount:]
-            new_instructor.update({row["_id"]: (row, ObjectId(target)) for row in chosen})
-        return self._move_enrolments(track_id, list(new_instructor.values()))
-
-    def _move_enrolments(self, track_id, changes: list) -> int:
-        """`changes`: (enrolment row, new instructor id). Four round trips for any number:
-        journal, delete, insert, journal done (see `TrackMove`)."""
         now = utcnow()
-        rows = [{**row, "instructor_id": target, "last_reassigned_at": now}
-                for row, target in changes]
-        journal = TrackMove(school_id=self.school_id, track_id=track_id, rows=rows)
-        journal.save(force_insert=True)
-        collection = TrackEnrolment._get_collection()
-        collection.delete_many({"school_id": self.school_id,
-                                "_id": {"$in": [row["_id"] for row in rows]}})
-        moved = len(rows) - len(insert_unique(collection, rows))
-        journal.delete()
-        return moved
 
-    def _finish_interrupted_moves(self, track_id) -> None:
-        for journal in TrackMove.objects.for_school(self.school_id).filter(track_id=track_id):
-            insert_unique(TrackEnrolment._get_collection(), journal.rows)
-            journal.delete()
+        def plan(current: dict) -> dict | None:
+            if not current.get("instructors"):
+                raise no_instructors()
+            moves = moved_update(current, balancing_changes(current), now)
+            return {"$set": moves} if moves else None
+
+        before, after = self._change(track_id, plan)
+        moved = [(old["student_id"], old["instructor_id"], new["instructor_id"])
+                 for old, new in zip(before.get("enrolments") or [],
+                                     after.get("enrolments") or [], strict=True)
+                 if old["instructor_id"] != new["instructor_id"]]
+        self._record_balance(before, after, moved)
+        return {"students_moved": len(moved), **self._loads_reply(after, loads_of(after))}
+
+    def _record_balance(self, before: dict, after: dict, moved: list) -> None:
+        loads = loads_of(before)
+        track_id, version = after["_id"], after.get("version", 0)
+        summary = audit.audit_event(
+            self.actor, self.school_id, "balance", "track", track_id,
+            before={"loads": {str(k): n for k, n in loads.items()}},
+            after={"students_moved": len(moved), "track_version": version,
+                   "moves": [{"from": source, "to": target, "students": amount}
+                             for source, target, amount in balance_moves(loads)]})
+        audit.record_many([summary, *[audit.audit_event(
+            self.actor, self.school_id, "balance", "track_enrolment", student,
+            before={"track_id": track_id, "instructor_id": source},
+            after={"track_id": track_id, "instructor_id": target, "track_version": version})
+            for student, source, target in moved]])
 
     def instructor_loads(self, track_id) -> dict:
         self.require_role(STAFF_ROLES)
         track = self._track(track_id)
+        return self._loads_reply(track, self._counted_loads(track["_id"]))
+
+    def _loads_reply(self, track: dict, loads: dict) -> dict:
         items = [{"instructor_id": view["user_id"], "name": view["name"],
-                  "students": view["students"]} for view in self._instructor_views(track)]
+                  "students": view["students"]} for view in self._instructor_views(track, loads)]
         counts = [item["students"] for item in items]
         return {"items": items, "total": len(items), "students": sum(counts),
                 **load_stats(counts)}
@@ -542,102 +470,42 @@ class Tracks(SchoolService):
         track = self._track(track_id)
         if position is None:
             last = TrackCourse.objects.for_school(self.school_id).filter(
-                track_id=track.id).order_by("-position").only("position").first()
+                track_id=track["_id"]).order_by("-position").only("position").first()
             position = last.position + 1 if last else 1
-        course = TrackCourse(school_id=self.school_id, track_id=track.id, title=title,
+        course = TrackCourse(school_id=self.school_id, track_id=track["_id"], title=title,
                              description=description, position=position, modules=modules)
         course.save(force_insert=True)
-        self.audit("add_course", "track", track.id,
+        self.audit("add_course", "track", track["_id"],
                    after={"course_id": course.id, "title": title, "modules": len(modules)})
         return course
 
     def list_courses(self, track_id, page: int = 1, page_size: int = 50) -> Page:
         track, _ = self._readable(track_id)
-        courses = TrackCourse.objects.for_school(self.school_id).filter(track_id=track.id)
+        courses = TrackCourse.objects.for_school(self.school_id).filter(track_id=track["_id"])
         return paginate(courses.order_by("position", "id"), page, page_size)
-
-    # -- the ledger --
 
     def _users_by_id(self, ids: list) -> dict:
         return {user.id: user for user in User.objects.for_school(self.school_id)
                 .filter(id__in=list(set(ids))).only("id", "name", "email").batch_size(BIG_BATCH)}
 
-    def _ledger(self, track_id) -> LedgerState:
-        entry = TrackLedger.objects.for_school(self.school_id).filter(
-            track_id=track_id).order_by("-seq").first()
-        if entry is None:
-            return LedgerState()
-        return LedgerState(entry.seq, dict(entry.loads), entry.instructors_count,
-                           entry.students_count)
 
-    def _commit(self, track_id, action: str, change) -> LedgerState:
-        """Insert the next ledger entry, `change(current)`; when a parallel request committed
-        that entry first, read again and retry. `change` may raise to refuse."""
-        for attempt in range(COMMIT_ATTEMPTS):
-            current = self._ledger(track_id)
-            new = change(current)
-            entry = TrackLedger(school_id=self.school_id, track_id=track_id, seq=current.seq + 1,
-                                loads=new.loads, instructors_count=new.instructors_count,
-                                students_count=new.students_count, action=action,
-                                actor_id=self.actor.user_id)
-            try:
-                entry.save(force_insert=True)
-                return replace(new, seq=entry.seq)
-            except NotUniqueError:
-                _back_off(attempt)
-        raise Conflict("The track is changing under many parallel requests; try again.",
-                       code="track_busy")
-
-    def _doc_loads(self, track_id) -> dict:
-        """Enrolled students per instructor, counted from the enrolments: one aggregation."""
-        rows = TrackEnrolment.objects.for_school(self.school_id).filter(
-            track_id=track_id).aggregate([
-                {"$group": {"_id": "$instructor_id", "students": {"$sum": 1}}}])
-        return {row["_id"]: row["students"] for row in rows}
-
-    def _rehome_orphans(self, track_id) -> int:
-        """Students whose instructor left the track go to the least-loaded instructors, and the
-        ledger's loads are re-derived from the enrolments. Returns how many moved."""
-        teaching = [ObjectId(key) for key in self._ledger(track_id).loads]
-        orphans = list(TrackEnrolment.objects.for_school(self.school_id).filter(
-            track_id=track_id, instructor_id__nin=teaching).order_by("created_at", "id")
-            .batch_size(BIG_BATCH).as_pymongo())
-        if not orphans or not teaching:
-            return 0
-        counts = self._doc_loads(track_id)
-        loads = {str(i): counts.get(i, 0) for i in teaching}
-        targets = least_loaded_assignment(loads, len(orphans))
-        self._move_enrolments(track_id, [(row, ObjectId(target))
-                                         for row, target in zip(orphans, targets, strict=True)])
-        self._rederive_ledger(track_id, "rehome")
-        return len(orphans)
-
-    def _rederive_ledger(self, track_id, action: str) -> None:
-        counts = self._doc_loads(track_id)
-        self._commit(track_id, action, lambda state: state.changed(
-            loads={key: counts.get(ObjectId(key), 0) for key in state.loads}))
+def _links_summary(instructor: dict) -> dict:
+    return {"user_id": instructor["user_id"], "zoom_link": instructor.get("zoom_link"),
+            "teams_link": instructor.get("teams_link"),
+            "slack_links": list(instructor.get("slack_links") or [])}
 
 
-def _back_off(attempt: int) -> None:
-    time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
-
-
-def _links_summary(instructor: TrackInstructor) -> dict:
-    return {"user_id": instructor.user_id, "zoom_link": instructor.zoom_link,
-            "teams_link": instructor.teams_link, "slack_links": list(instructor.slack_links)}
-
-
-def _instructor_view(instructor: TrackInstructor, user: User | None, students: int) -> dict:
+def _instructor_view(instructor: dict, user: User | None, students: int) -> dict:
     return {**_links_summary(instructor), "name": user.name if user else None,
             "email": user.email if user else None, "students": students,
-            "assigned_at": instructor.created_at}
+            "assigned_at": instructor.get("assigned_at")}
 
 
-def _enrolment_view(enrolment: TrackEnrolment, users: dict) -> dict:
-    student, instructor = users.get(enrolment.student_id), users.get(enrolment.instructor_id)
-    return {"student_id": enrolment.student_id, "name": student.name if student else None,
+def _enrolment_view(enrolment: dict, users: dict) -> dict:
+    student, instructor = users.get(enrolment["student_id"]), users.get(enrolment["instructor_id"])
+    return {"student_id": enrolment["student_id"], "name": student.name if student else None,
             "email": student.email if student else None,
-            "instructor_id": enrolment.instructor_id,
+            "instructor_id": enrolment["instructor_id"],
             "instructor_name": instructor.name if instructor else None,
-            "enrolled_at": enrolment.created_at,
-            "last_reassigned_at": enrolment.last_reassigned_at}
+            "enrolled_at": enrolment.get("enrolled_at"),
+            "last_reassigned_at": enrolment.get("last_reassigned_at")}

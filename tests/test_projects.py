@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from documents.projects import Project
-from documents.tracks import TrackCourse, TrackEnrolment, TrackInstructor
+from documents.tracks import Track, TrackCourse
 
 
 def create_project(client, world, role="admin", **body):
@@ -124,8 +124,7 @@ def test_delete_removes_sub_projects_tracks_and_what_hangs_on_them(client, world
                           headers=world.headers("admin")).status_code == 404
     assert client.get(world.url(f"/projects/{sub['id']}"),
                       headers=world.headers("admin")).status_code == 404
-    assert TrackEnrolment.objects(school_id=world.school.id).count() == 0
-    assert TrackInstructor.objects(school_id=world.school.id).count() == 0
+    assert Track.objects(school_id=world.school.id).count() == 0
     assert TrackCourse.objects(school_id=world.school.id).count() == 0
     assert Project.objects(id=kept["id"]).count() == 1
     trail = client.get(world.url(f"/audit?entity_type=project&entity_id={project['id']}"),

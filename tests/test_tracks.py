@@ -456,20 +456,3 @@ def test_enrol_and_balance_round_trips_do_not_grow_per_student(kit, world, round
     enrol_large, balance_large = _enrol_and_balance_round_trips(kit, world, roundtrips, 240)
     assert enrol_small == enrol_large <= 10 + REQUEST_OVERHEAD
     assert balance_small == balance_large <= 19 + REQUEST_OVERHEAD
-
-
-def test_balance_finishes_a_move_interrupted_between_delete_and_insert(kit, world):
-    from documents.tracks import TrackEnrolment, TrackMove
-
-    track = kit.track()
-    kit.add_instructors(track, [world.staff, world.staff2])
-    kit.enrol(track, kit.students(4), instructor=world.staff)
-    rows = list(TrackEnrolment.objects(track_id=track["id"]).limit(2).as_pymongo())
-    # the state a crash after the delete of a move leaves behind
-    TrackMove(school_id=world.school.id, track_id=rows[0]["track_id"],
-              rows=[{**row, "instructor_id": world.staff2.id} for row in rows]).save()
-    TrackEnrolment.objects(id__in=[row["_id"] for row in rows]).delete()
-    assert kit.loads(track)["students"] == 2
-    balanced = kit.post(f"/tracks/{track['id']}/balance-students").json
-    assert balanced["students"] == 4 and balanced["spread"] == 0
-    assert TrackMove.objects(school_id=world.school.id).count() == 0

@@ -8,7 +8,7 @@ from itertools import combinations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service.tracks import (
+from service.tracks_balancing import (
     balance_moves,
     balanced_targets,
     is_imbalanced,

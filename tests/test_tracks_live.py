@@ -1,11 +1,17 @@
-"""Tracks under real parallel requests: gunicorn with 4 workers on SecantusDB."""
+"""Tracks under real parallel requests: gunicorn with 4 workers on SecantusDB. Every change
+of a track is one compare-and-set of the track document; these tests check the exact
+outcomes and the stored track afterwards."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 import requests
+from bson import ObjectId
 
-from documents.tracks import TrackEnrolment, TrackLedger
+from documents.audit import AuditEvent, Notification
+from documents.tracks import Track
 from tests.helpers import parallel
 
 pytestmark = pytest.mark.integration
@@ -22,6 +28,22 @@ class LiveTracks:
     def post(self, path, body=None):
         return requests.post(self.url(path), json=body or {}, headers=self.admin, timeout=30)
 
+    def reassign(self, track, student, instructor):
+        return requests.put(self.url(f"/tracks/{track['id']}/students/{student.id}/reassign"),
+                            json={"instructor_id": str(instructor.id)}, headers=self.admin,
+                            timeout=30)
+
+    def students(self, count):
+        return [self.world.add_user(self.world.school, "student") for _ in range(count)]
+
+    def enrol(self, track, students, instructor=None):
+        body = {"student_ids": [str(s.id) for s in students]}
+        if instructor is not None:
+            body["instructor_id"] = str(instructor.id)
+        response = self.post(f"/tracks/{track['id']}/students", body)
+        assert response.status_code == 200, response.text
+        return response.json()
+
     def track_with(self, instructors: int, students: int):
         project = self.post("/projects", {"name": "Live"}).json()
         track = self.post("/tracks", {"name": "Live track", "project_id": project["id"]}).json()
@@ -29,19 +51,29 @@ class LiveTracks:
         for teacher in teachers:
             assert self.post(f"/tracks/{track['id']}/instructors",
                              {"user_id": str(teacher.id)}).status_code == 201
-        pupils = [self.world.add_user(self.world.school, "student") for _ in range(students)]
-        if pupils:
-            assert self.post(f"/tracks/{track['id']}/students",
-                             {"student_ids": [str(p.id) for p in pupils]}).status_code == 200
+        if students:
+            self.enrol(track, self.students(students))
         return track, teachers
 
     @staticmethod
-    def ledger(track):
-        return TrackLedger.objects(track_id=track["id"]).order_by("-seq").first()
+    def stored(track) -> dict:
+        return Track._get_collection().find_one({"_id": ObjectId(track["id"])})
+
+    @classmethod
+    def placement(cls, track) -> dict:
+        """student id -> instructor id, as stored."""
+        return {e["student_id"]: e["instructor_id"] for e in cls.stored(track)["enrolments"]}
 
     def loads(self, track):
         return requests.get(self.url(f"/tracks/{track['id']}/instructor-loads"),
                             headers=self.admin, timeout=30).json()
+
+    def loads_match_the_enrolments(self, track) -> Counter:
+        """The loads the API answers are the stored enrolments counted; answers them."""
+        stored = Counter(str(i) for i in self.placement(track).values())
+        answered = {i["instructor_id"]: i["students"] for i in self.loads(track)["items"]}
+        assert {k: n for k, n in answered.items() if n} == dict(stored)
+        return stored
 
 
 @pytest.fixture
@@ -62,11 +94,13 @@ def test_parallel_removal_of_the_last_two_instructors_leaves_one(tracks):
         assert refused.json()["error"]["code"] == "last_instructor"
         loads = tracks.loads(track)
         assert len(loads["items"]) == 1 and loads["items"][0]["students"] == 3
+        assert set(tracks.placement(track).values()) == {ObjectId(loads["items"][0]
+                                                                  ["instructor_id"])}
 
 
 def test_parallel_single_enrolments_stay_balanced(tracks):
     track, teachers = tracks.track_with(instructors=3, students=0)
-    pupils = [tracks.world.add_user(tracks.world.school, "student") for _ in range(24)]
+    pupils = tracks.students(24)
 
     def enrol(i):
         return tracks.post(f"/tracks/{track['id']}/students",
@@ -74,11 +108,8 @@ def test_parallel_single_enrolments_stay_balanced(tracks):
 
     responses = parallel(len(pupils), enrol)
     assert [r.status_code for r in responses] == [200] * len(pupils)
-    loads = tracks.loads(track)
-    assert sorted(i["students"] for i in loads["items"]) == [8, 8, 8]
-    stored = tracks.ledger(track)
-    assert stored.students_count == 24
-    assert sorted(stored.loads.values()) == [8, 8, 8]
+    assert sorted(tracks.loads_match_the_enrolments(track).values()) == [8, 8, 8]
+    assert len(tracks.stored(track)["enrolments"]) == 24
 
 
 def test_parallel_enrolment_of_the_same_student_counts_once(tracks):
@@ -91,14 +122,13 @@ def test_parallel_enrolment_of_the_same_student_counts_once(tracks):
     responses = parallel(8, enrol)
     assert all(r.status_code == 200 for r in responses)
     assert sum(len(r.json()["enrolled"]) for r in responses) == 1
-    assert TrackEnrolment.objects(track_id=track["id"]).count() == 1
-    stored = tracks.ledger(track)
-    assert stored.students_count == 1 and sum(stored.loads.values()) == 1
+    assert sum(len(r.json()["skipped"]) for r in responses) == 7
+    assert list(tracks.placement(track)) == [pupil.id]
 
 
 def test_enrolments_racing_an_instructor_removal_end_with_every_student_placed(tracks):
     track, teachers = tracks.track_with(instructors=3, students=6)
-    pupils = [tracks.world.add_user(tracks.world.school, "student") for _ in range(12)]
+    pupils = tracks.students(12)
 
     def act(i):
         if i == 0:
@@ -111,8 +141,81 @@ def test_enrolments_racing_an_instructor_removal_end_with_every_student_placed(t
     responses = parallel(13, act)
     assert responses[0].status_code == 204
     assert all(r.status_code == 200 for r in responses[1:])
+    assert set(tracks.placement(track).values()) <= {t.id for t in teachers[1:]}
+    assert sum(tracks.loads_match_the_enrolments(track).values()) == 18
     balanced = tracks.post(f"/tracks/{track['id']}/balance-students").json()
     assert balanced["students"] == 18 and balanced["spread"] <= 1
     assert {i["instructor_id"] for i in balanced["items"]} == {str(t.id) for t in teachers[1:]}
-    placed = TrackEnrolment.objects(track_id=track["id"]).distinct("instructor_id")
-    assert {str(i) for i in placed} <= {str(t.id) for t in teachers[1:]}
+
+
+def test_ten_parallel_identical_reassigns_move_the_student_once(tracks):
+    track, (first, second) = tracks.track_with(instructors=2, students=0)
+    moving, staying, other = tracks.students(3)
+    tracks.enrol(track, [moving, staying], instructor=first)
+    tracks.enrol(track, [other], instructor=second)
+    version = tracks.stored(track)["version"]
+
+    responses = parallel(10, lambda _: tracks.reassign(track, moving, second))
+
+    assert Counter(r.status_code for r in responses) == {200: 10}
+    assert {r.json()["instructor_id"] for r in responses} == {str(second.id)}
+    assert Counter(r.json()["previous_instructor_id"] for r in responses) == {
+        str(first.id): 1, str(second.id): 9}  # one moved; nine found it done
+    assert tracks.stored(track)["version"] == version + 1  # exactly one write
+    moves = AuditEvent.objects(school_id=tracks.world.school.id, action="reassign",
+                               entity_type="track_enrolment", entity_id=str(moving.id))
+    assert [(e.before["instructor_id"], e.after["instructor_id"]) for e in moves] == [
+        (str(first.id), str(second.id))]
+    assert Notification.objects(user_id=first.id, kind="track_student_moved_out").count() == 1
+    assert Notification.objects(user_id=second.id, kind="track_student_moved_in").count() == 1
+    assert tracks.placement(track)[moving.id] == second.id
+    assert tracks.loads_match_the_enrolments(track) == {str(first.id): 1, str(second.id): 2}
+    newcomer = tracks.students(1)
+    assert tracks.enrol(track, newcomer)["enrolled"] == [
+        {"student_id": str(newcomer[0].id), "instructor_id": str(first.id)}]
+
+
+def _replayed(track_id, start: dict, school_id) -> tuple[dict, list]:
+    """Every move of the track's students in the trail (reassignments and balance), applied
+    in the order of the track versions they wrote: the placement they add up to, and the
+    versions seen."""
+    events = AuditEvent.objects(school_id=school_id, entity_type="track_enrolment",
+                                action__in=["reassign", "balance"],
+                                after__track_id=str(track_id))
+    placement = dict(start)
+    for event in sorted(events, key=lambda e: e.after["track_version"]):
+        assert placement[ObjectId(event.entity_id)] == ObjectId(event.before["instructor_id"])
+        placement[ObjectId(event.entity_id)] = ObjectId(event.after["instructor_id"])
+    return placement, sorted({e.after["track_version"] for e in events})
+
+
+def test_balance_racing_four_reassigns_never_undoes_one(tracks):
+    for _ in range(3):
+        track, (busy, b, c) = tracks.track_with(instructors=3, students=0)
+        pupils = tracks.students(24)
+        tracks.enrol(track, pupils, instructor=busy)
+        version = tracks.stored(track)["version"]
+        movers, targets = pupils[:4], [b, c, b, c]  # the oldest: balance moves the newest
+
+        def act(i, track=track, movers=movers, targets=targets):
+            if i == 4:
+                return tracks.post(f"/tracks/{track['id']}/balance-students")
+            return tracks.reassign(track, movers[i], targets[i])
+
+        responses = parallel(5, act)
+
+        assert [r.status_code for r in responses] == [200] * 5
+        assert [r.json()["previous_instructor_id"] for r in responses[:4]] == [str(busy.id)] * 4
+        placement = tracks.placement(track)
+        assert [placement[m.id] for m in movers] == [t.id for t in targets]
+        replayed, versions = _replayed(track["id"], {p.id: busy.id for p in pupils},
+                                       tracks.world.school.id)
+        assert replayed == placement  # no student with an instructor nobody chose
+        final = tracks.stored(track)["version"]
+        assert versions == list(range(version + 1, final + 1)) and final == version + 5
+        balanced = AuditEvent.objects(school_id=tracks.world.school.id, action="balance",
+                                      entity_type="track", entity_id=track["id"]).get()
+        assert balanced.after["students_moved"] == responses[4].json()["students_moved"] > 0
+        loads = tracks.loads_match_the_enrolments(track)
+        if balanced.after["track_version"] == final:  # balance committed last
+            assert max(loads.values()) - min(loads.values()) <= 1
