@@ -130,6 +130,9 @@ class TimetableSlot(SchoolOwned):
     period_id = ObjectIdField(required=True)
     assignments = ListField(EmbeddedDocumentField(Assignment), default=list)
     version = IntField(default=0)
+    # the import batch that wrote it last: how the importer tells its own conditional
+    # updates from the ones that missed, after a bulk write that only reports counts
+    last_import = ObjectIdField()
 
     def placed(self) -> list[Assignment]:
         """The assignments, each knowing its school, day and period."""

@@ -11,9 +11,10 @@ unless the school allows overlapping. A file is imported as:
      included): created, updated, unchanged or rejected;
   3. write every slot the batch changes in one unordered bulk_write: one conditional update
      per slot, filtered on the version read (`$push` of the new assignments, or `$set` of the
-     whole list when one changed), or the insert of a slot that did not exist. A slot written
-     meanwhile by someone else fails its filter: its groups are rejected ("re-run") and the
-     snapshot re-reads it;
+     whole list when one changed), or the insert of a slot that did not exist. Each update
+     also sets `last_import` to the batch's id: the bulk result only counts matches, so that
+     is how a missed filter is told apart. A slot written meanwhile by someone else fails its
+     filter: its groups are rejected ("re-run") and the snapshot re-reads it;
   4. record the audit events in one insert: one for the batch's new assignments, one per
      changed assignment.
 
@@ -316,9 +317,9 @@ class TimetableSnapshot:
             by_slot.setdefault(plan.slot, []).append(plan)
         if not by_slot:
             return
-        keys = list(by_slot)
-        operations = [self._operation(key, by_slot[key]) for key in keys]
-        failed = self._bulk_write(operations, keys)
+        keys, batch = list(by_slot), ObjectId()
+        operations = [self._operation(key, by_slot[key], batch) for key in keys]
+        failed = self._bulk_write(operations, keys, batch)
         for key in keys:
             if key in failed:
                 for plan in by_slot[key]:
@@ -329,7 +330,7 @@ class TimetableSnapshot:
             self._reload(failed)
         self._record_audit([p for p in plans if p.live])
 
-    def _operation(self, key: tuple, plans: list[SlotPlan]):
+    def _operation(self, key: tuple, plans: list[SlotPlan], batch: ObjectId):
         stored, planned = self.stored.get(key), self.planned[key]
         if stored is None:
             return InsertOne(planned)
@@ -337,12 +338,13 @@ class TimetableSnapshot:
         bump = {"$inc": {"version": 1}}
         if all(p.status == CREATED for p in plans):
             return UpdateOne(guard, {"$push": {"assignments": {
-                "$each": [p.document for p in plans]}}, **bump})
-        return UpdateOne(guard, {"$set": {"assignments": planned["assignments"]}, **bump})
+                "$each": [p.document for p in plans]}}, "$set": {"last_import": batch}, **bump})
+        return UpdateOne(guard, {"$set": {"assignments": planned["assignments"],
+                                          "last_import": batch}, **bump})
 
-    def _bulk_write(self, operations: list, keys: list[tuple]) -> set[tuple]:
+    def _bulk_write(self, operations: list, keys: list[tuple], batch: ObjectId) -> set[tuple]:
         """The slots whose write failed: a duplicate insert, or an update whose version
-        filter matched nothing (found by reading the versions back)."""
+        filter matched nothing (found by reading back which slots this batch wrote)."""
         try:
             result = slots().bulk_write(operations, ordered=False)
             errors, matched = [], result.matched_count
@@ -353,11 +355,11 @@ class TimetableSnapshot:
         updates = [key for key, op in zip(keys, operations, strict=True)
                    if isinstance(op, UpdateOne)]
         if matched < len(updates):
-            now = {(s["day_of_week"], s["period_id"]): s.get("version", 0)
-                   for s in slots().find({"school_id": self.ctx.school_id,
-                                          "_id": {"$in": [self.stored[k][0] for k in updates]}},
-                                         {"day_of_week": 1, "period_id": 1, "version": 1})}
-            failed |= {key for key in updates if now.get(key) != self.stored[key][1] + 1}
+            ours = {(s["day_of_week"], s["period_id"]) for s in slots().find(
+                {"school_id": self.ctx.school_id, "last_import": batch,
+                 "_id": {"$in": [self.stored[k][0] for k in updates]}},
+                {"day_of_week": 1, "period_id": 1})}
+            failed |= set(updates) - ours
         return failed
 
     def _written(self, key: tuple) -> None:

@@ -1,4 +1,5 @@
-"""`rota import assignments`: the timetable from a planning system, with the claim protocol."""
+"""`rota import assignments`: the timetable from a planning system, one conditional write per
+slot and batch."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -15,18 +15,20 @@ from bson import ObjectId
 
 from documents.audit import AuditEvent
 from documents.base import utcnow
-from documents.timetable import Assignment, SlotClaim, claim_id, claims_for
+from documents.timetable import Assignment, TimetableSlot, booking_keys
 from service.context import SYSTEM
 from service.import_timetable import (
     TimetableSnapshot,
     assignment_document,
     assignment_id_for,
-    claim_document,
+    slot_document,
 )
 from service.imports import IMPORTERS
 from service.tenancy import school_context
-from service.timetable import Assignments, TimetableSetup
-from tests.test_import_support import crash_on_call, export, run, snapshot, write_csv
+from service.timetable import TimetableSetup
+from service.timetable_assignments import Assignments
+from service.timetable_slots import slots
+from tests.test_import_support import crash_on_call, export, run, write_csv
 
 HEADER = IMPORTERS["assignments"].columns
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,19 +53,21 @@ def row(staff, day, period, class_id, subject="Maths", room="", count=""):
             "subject": subject, "room_number": room, "student_count": count}
 
 
-def stored(world):
-    return list(Assignment.objects.for_school(world.school.id).order_by(
-        "day_of_week", "staff_id"))
+def stored(world) -> list[Assignment]:
+    found = [a for slot in TimetableSlot.objects.for_school(world.school.id)
+             for a in slot.placed()]
+    return sorted(found, key=lambda a: (a.day_of_week, a.staff_id))
 
 
 def claims(world) -> set[tuple]:
-    """(day, period id, kind, key, assignment id) of every claim, checking each claim's id."""
-    found = set()
-    for claim in SlotClaim.objects.for_school(world.school.id):
-        _, day, period, kind, key = claim.id.split(":", 4)
-        assert (kind, key) == (claim.kind, claim.key)
-        found.add((int(day), ObjectId(period), kind, key, claim.assignment_id))
-    return found
+    """(day, period id, kind, key, assignment id) of every class and room booked."""
+    return {(a.day_of_week, a.period_id, kind, key, a.id)
+            for a in stored(world) for kind, key in booking_keys(a.classes)}
+
+
+def slot_snapshot(world) -> list:
+    """The school's slot documents as stored, sorted."""
+    return sorted(slots().find({"school_id": world.school.id}), key=repr)
 
 
 def import_file(world, tmp_path, rows, name="a.csv", **options):
@@ -97,14 +101,12 @@ def test_rows_of_one_slot_become_one_assignment_with_many_classes(world, timetab
 def test_rerun_is_unchanged_and_writes_nothing(world, timetable, tmp_path, roundtrips):
     rows = [row(f"T{n % 6}", n % 5, n // 5 % 4 + 1, f"C{n}", room=f"R{n}") for n in range(40)]
     assert import_file(world, tmp_path, rows).code == 0
-    before = (snapshot(Assignment, world.school.id, drop=()),
-              snapshot(SlotClaim, world.school.id, drop=()), AuditEvent.objects.count())
+    before = (slot_snapshot(world), AuditEvent.objects.count())
     with roundtrips() as commands:
         outcome = import_file(world, tmp_path, rows, batch_size=7)
     assert (outcome.code, outcome.count("unchanged")) == (0, 40)
     assert set(commands) <= {"find", "getMore"}, commands
-    assert (snapshot(Assignment, world.school.id, drop=()),
-            snapshot(SlotClaim, world.school.id, drop=()), AuditEvent.objects.count()) == before
+    assert (slot_snapshot(world), AuditEvent.objects.count()) == before
 
 
 def test_an_assignments_trail_shows_the_batch_that_created_it_and_each_change(
@@ -138,26 +140,28 @@ def test_changed_classes_update_the_assignment_and_move_its_claims(world, timeta
     assert [c["class_id"] for c in event.after["classes"]] == ["7A", "9C"]
 
 
-def test_an_update_waits_for_no_one_but_never_overwrites_a_write_in_progress(
-        world, timetable, tmp_path):
-    """An API request holding the assignment's revision lock wins; the import row is rejected
-    with its reason and the assignment is untouched, and a re-run afterwards applies it."""
-    from documents.timetable import RevisionLock
-
+def test_a_slot_changed_after_the_file_was_read_is_never_overwritten(
+        world, timetable, tmp_path, monkeypatch):
+    """An API write lands between the import's read and its write: the slot's version no
+    longer matches, the rows are rejected with their reason, the API's change stays, and a
+    re-run afterwards applies the file."""
     assert import_file(world, tmp_path, [row("T0", 1, 2, "7A")]).code == 0
     (assignment,) = stored(world)
-    held = RevisionLock(school_id=world.school.id, target_id=assignment.id,
-                        version=assignment.version + 1).save()
-    outcome = import_file(world, tmp_path, [row("T0", 1, 2, "8B")], name="b.csv")
+    write = TimetableSnapshot.write
+
+    def api_write_first(snapshot, plans):
+        timetable.assignments.add_class(assignment.id, class_id="API", subject="Art")
+        return write(snapshot, plans)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(TimetableSnapshot, "write", api_write_first)
+        outcome = import_file(world, tmp_path, [row("T0", 1, 2, "8B")], name="b.csv")
     assert outcome.code == 1
-    assert "being changed right now" in outcome.reasons()[2]
-    assert [c.class_id for c in stored(world)[0].classes] == ["7A"]
-    assert {key for _, _, _, key, _ in claims(world)} == {"7a"}
-    assert RevisionLock.objects(id__ne=held.id).count() == 0
-    held.delete()
+    assert outcome.reasons() == {2: "the slot changed meanwhile; re-run the import"}
+    assert [c.class_id for c in stored(world)[0].classes] == ["7A", "API"]
+    assert not AuditEvent.objects(action="import_update").count()
     assert import_file(world, tmp_path, [row("T0", 1, 2, "8B")], name="c.csv").code == 0
     assert [c.class_id for c in stored(world)[0].classes] == ["8B"]
-    assert RevisionLock.objects.count() == 0
 
 
 def test_each_rejection_has_its_line_and_reason(world, timetable, tmp_path):
@@ -200,8 +204,7 @@ def test_each_rejection_has_its_line_and_reason(world, timetable, tmp_path):
     assert len(stored(world)) == 2
 
 
-def test_a_group_rejected_for_double_booking_leaves_no_claim_behind(world, timetable,
-                                                                    tmp_path):
+def test_a_group_rejected_for_double_booking_writes_nothing(world, timetable, tmp_path):
     timetable.assignments.create(timetable.staff[5].id, timetable.periods[1].id, 0,
                                  [{"class_id": "9Z", "subject": "X"}])
     before = claims(world)
@@ -220,9 +223,10 @@ def test_slots_held_by_an_override_or_a_self_allocation_are_not_overwritten(
     assert import_file(world, tmp_path, [row("T0", 0, 1, "7A")]).code == 0
     (moved,) = stored(world)
     timetable.assignments.override(moved.id, timetable.staff[1].id, "cover")
-    Assignment(school_id=world.school.id, staff_id=timetable.staff[2].id,
-               period_id=timetable.periods[2].id, day_of_week=0, classes=[],
-               assignment_type="self_allocated", is_locked=True, activity_name="Club").save()
+    club = Assignment(id=ObjectId(), staff_id=timetable.staff[2].id, classes=[],
+                      assignment_type="self_allocated", is_locked=True, activity_name="Club")
+    slots().insert_one(slot_document(world.school.id, 0, timetable.periods[2].id,
+                                     [club.to_mongo()], utcnow()))
     outcome = import_file(world, tmp_path, [row("T0", 0, 1, "7A"), row("T2", 0, 2, "8B")],
                           name="b.csv")
     assert outcome.reasons() == {
@@ -234,29 +238,10 @@ def test_slots_held_by_an_override_or_a_self_allocation_are_not_overwritten(
     assert import_file(world, tmp_path, exported, name="again.csv").count("unchanged") == 1
 
 
-def test_a_stale_claim_of_a_crashed_writer_is_released_after_the_grace_period(
-        world, timetable, tmp_path):
-    period = timetable.periods[1].id
-    stale = SlotClaim(id=claim_id(world.school.id, 0, period, "class", "7a"),
-                      school_id=world.school.id, kind="class", key="7a",
-                      assignment_id=ObjectId(),
-                      created_at=utcnow() - timedelta(minutes=5)).save()
-    outcome = import_file(world, tmp_path, [row("T0", 0, 1, "7A")])
-    assert outcome.code == 0, outcome.report
-    assert SlotClaim.objects.get(id=stale.id).assignment_id != stale.assignment_id
-    fresh = SlotClaim(id=claim_id(world.school.id, 0, period, "class", "8a"),
-                      school_id=world.school.id, kind="class", key="8a",
-                      assignment_id=ObjectId()).save()
-    outcome = import_file(world, tmp_path, [row("T1", 0, 1, "8A")], name="b.csv")
-    assert outcome.reasons()[2].startswith("double booking")
-    assert SlotClaim.objects.get(id=fresh.id).assignment_id == fresh.assignment_id
-
-
 def test_dry_run_reports_double_bookings_and_writes_nothing(world, timetable, tmp_path):
     timetable.assignments.create(timetable.staff[5].id, timetable.periods[1].id, 0,
                                  [{"class_id": "TAKEN", "subject": "X"}])
-    state = (snapshot(Assignment, world.school.id, drop=()),
-             snapshot(SlotClaim, world.school.id, drop=()), AuditEvent.objects.count())
+    state = (slot_snapshot(world), AuditEvent.objects.count())
     outcome = import_file(world, tmp_path, [row("T0", 0, 1, "taken"), row("T1", 0, 2, "7A"),
                                             row("T2", 0, 2, "7A"), row("T3", 0, 3, "8A")],
                           dry_run=True, batch_size=2)
@@ -264,8 +249,7 @@ def test_dry_run_reports_double_bookings_and_writes_nothing(world, timetable, tm
     assert (outcome.count("created"), outcome.count("rejected")) == (2, 2)
     assert outcome.reasons()[2].startswith("double booking: class 'taken'")
     assert outcome.reasons()[4].startswith("double booking: class '7a'")
-    assert (snapshot(Assignment, world.school.id, drop=()),
-            snapshot(SlotClaim, world.school.id, drop=()), AuditEvent.objects.count()) == state
+    assert (slot_snapshot(world), AuditEvent.objects.count()) == state
 
 
 def test_export_then_import_changes_nothing(world, timetable, tmp_path):
@@ -296,33 +280,33 @@ def test_a_batch_costs_the_same_round_trips_whatever_its_size(world, timetable, 
 def test_documents_built_as_dicts_match_the_documents_shapes(world, timetable):
     """The importer builds raw documents for speed; they must equal what MongoEngine stores."""
     now = utcnow()
-    slot = (timetable.staff[0].id, 2, timetable.periods[1].id)
-    assignment_id = assignment_id_for(world.school.id, *slot)
+    staff_id, period_id = timetable.staff[0].id, timetable.periods[1].id
+    assignment_id = assignment_id_for(world.school.id, staff_id, 2, period_id)
     classes = [{"class_id": "7A", "subject": "Maths", "room_number": "R1"}]
-    raw = assignment_document(world.school.id, assignment_id, slot, classes, now)
-    modelled = Assignment(id=assignment_id, school_id=world.school.id, staff_id=slot[0],
-                          day_of_week=2, period_id=slot[2], classes=classes, created_at=now,
-                          updated_at=now).to_mongo().to_dict()
-    assert raw == modelled
-    claim = claim_document(raw, "class", "7a", now)
-    modelled_claim = claims_for(Assignment(id=assignment_id, school_id=world.school.id,
-                                           staff_id=slot[0], day_of_week=2, period_id=slot[2],
-                                           classes=classes))[0]
-    modelled_claim.created_at = now
-    assert claim == modelled_claim.to_mongo().to_dict()
+    raw = assignment_document(assignment_id, staff_id, classes, now)
+    modelled = Assignment(id=assignment_id, staff_id=staff_id, classes=classes, created_at=now,
+                          updated_at=now)
+    assert raw == modelled.to_mongo().to_dict()
+    slot = slot_document(world.school.id, 2, period_id, [raw], now)
+    assert slot == TimetableSlot(id=slot["_id"], school_id=world.school.id, created_at=now,
+                                 day_of_week=2, period_id=period_id,
+                                 assignments=[modelled]).to_mongo().to_dict()
 
 
-def domain_state(world) -> tuple:
-    return (snapshot(Assignment, world.school.id, drop=("created_at", "updated_at")),
-            sorted(claims(world)))
+def domain_state(world) -> list:
+    """The slots without what differs between two runs that did the same: the slots' ids,
+    versions (how many batches wrote them) and the timestamps."""
+    return sorted(((slot["day_of_week"], slot["period_id"],
+                    sorted(({k: v for k, v in a.items() if k not in ("created_at", "updated_at")}
+                            for a in slot["assignments"]), key=repr))
+                   for slot in slots().find({"school_id": world.school.id})), key=repr)
 
 
 def clear(world) -> None:
-    for document in (Assignment, SlotClaim):
-        document.objects.for_school(world.school.id).delete()
+    TimetableSlot.objects.for_school(world.school.id).delete()
 
 
-@pytest.mark.parametrize("step,call", [("_write_assignments", 2), ("_delete_released_claims", 1)])
+@pytest.mark.parametrize("step,call", [("write", 2), ("_record_audit", 1)])
 def test_a_run_killed_midway_then_rerun_ends_like_one_clean_run(world, timetable, tmp_path,
                                                               monkeypatch, step, call):
     first = [row(f"T{n % 6}", n % 5, n // 6 % 4 + 1, f"C{n}", room=f"R{n}") for n in range(24)]
@@ -355,7 +339,7 @@ def test_a_killed_command_then_rerun_ends_like_one_clean_run(world, timetable, t
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
-    while not Assignment.objects.for_school(world.school.id).count():
+    while not TimetableSlot.objects.for_school(world.school.id).count():
         assert time.monotonic() < deadline and process.poll() is None
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
@@ -365,4 +349,4 @@ def test_a_killed_command_then_rerun_ends_like_one_clean_run(world, timetable, t
     clear(world)
     assert run("assignments", path, world.school).code == 0
     assert domain_state(world) == recovered
-    assert len(recovered[0]) == 120
+    assert sum(len(assignments) for _, _, assignments in recovered) == 120
