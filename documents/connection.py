@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import sys
 import threading
 from collections.abc import Mapping
 from contextlib import contextmanager
@@ -83,8 +84,11 @@ class ShardKeyCheck(monitoring.CommandListener):
         "aggregate": lambda command: [_first_match(command.get("pipeline", []))],
     }
 
-    def __init__(self, collections: set[str]):
+    def __init__(self, collections: set[str], sources: tuple[str, ...] = ()):
         self.collections = frozenset(collections)
+        # When given, only commands sent from code under these directories count: a test's
+        # own lookups of what a request did are not the service's queries.
+        self.sources = sources
         self._lock = threading.Lock()
         self._recordings: list[list[tuple[str, str]]] = []
 
@@ -104,15 +108,24 @@ class ShardKeyCheck(monitoring.CommandListener):
         if not self._recordings:
             return
         problem = self.untargeted(event.command_name, event.command)
-        if problem:
+        if problem and self._sent_from_sources():
             with self._lock:
                 for untargeted in self._recordings:
-                    untargeted.append((event.command[event.command_name], problem))
+                    untargeted.append((event.command.get(event.command_name), problem))
+
+    def _sent_from_sources(self) -> bool:
+        """PyMongo announces a command in the thread that sends it: look up its stack."""
+        frame = sys._getframe(2)
+        while frame is not None and self.sources:
+            if frame.f_code.co_filename.startswith(self.sources):
+                return True
+            frame = frame.f_back
+        return not self.sources
 
     def untargeted(self, name: str, command) -> str | None:
         """Why this command would reach every shard, or None when it names one school."""
         collection = command.get(name)
-        if collection not in self.collections:
+        if not isinstance(collection, str) or collection not in self.collections:
             return None
         if name == "insert":
             missing = [d.get("_id") for d in command.get("documents", []) if SHARD_KEY not in d]

@@ -138,6 +138,10 @@ def live(live_server, shared_app):
     disconnect()
 
 
+# Where the service's commands come from; a test's own lookups are not checked.
+SERVICE_CODE = ("api", "service", "scripts")
+
+
 @pytest.fixture(scope="session")
 def shard_key_listener(backend):
     """The `ShardKeyCheck` of the run, registered on every PyMongo client (embedded backend;
@@ -150,8 +154,10 @@ def shard_key_listener(backend):
     from documents.base import SchoolOwned
     from documents.connection import ShardKeyCheck
 
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     listener = ShardKeyCheck({d._get_collection_name() for d in all_documents()
-                              if issubclass(d, SchoolOwned)})
+                              if issubclass(d, SchoolOwned)},
+                             tuple(os.path.join(root, name, "") for name in SERVICE_CODE))
     monitoring.register(listener)
     return listener
 
