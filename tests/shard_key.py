@@ -7,7 +7,6 @@ Switch a module on by deleting its line.
 
 REMODELLING = frozenset({
     "documents.timetable",
-    "documents.tracks",
     "documents.weekly_groups",
 })
 
