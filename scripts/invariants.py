@@ -95,8 +95,38 @@ def accepted_swaps_not_executed_once(db: Database) -> list[str]:
     return problems
 
 
+LINKED_RECORDS = ("evaluations", "project_assessments", "project_note_contexts")
+
+
+def linked_rosters_not_frozen(db: Database, school_ids: list | None = None) -> list[str]:
+    """A record linked to a project team recorded the roster of a locked version, and that
+    version's roster has not changed since (no roster edit lands after the lock). Every
+    school, or the ones named."""
+    schools = {} if school_ids is None else {"school_id": {"$in": list(school_ids)}}
+    fields = {"project_team_id": 1, "member_ids": 1, "members_version": 1}
+    linked = [(name, record) for name in LINKED_RECORDS for record in db[name].find(
+        {**schools, "project_team_id": {"$ne": None}}, fields)]
+    teams = {team["_id"]: team for team in db.project_teams.find(
+        {**schools, "_id": {"$in": list({record["project_team_id"] for _, record in linked})}},
+        {"locked": 1, "member_ids": 1, "members_version": 1})}
+    problems = []
+    for name, record in linked:
+        team = teams.get(record["project_team_id"])
+        if team is None:
+            problems.append(f"{name} {record['_id']} links a missing team")
+        elif not team.get("locked"):
+            problems.append(f"{name} {record['_id']} links team {team['_id']}, not locked")
+        elif (record.get("member_ids"), record.get("members_version")) != (
+                team.get("member_ids"), team.get("members_version")):
+            problems.append(f"{name} {record['_id']} recorded another roster than locked "
+                            f"team {team['_id']} has (members version "
+                            f"{record.get('members_version')}, the team's "
+                            f"{team.get('members_version')})")
+    return problems
+
+
 CHECKS = (staff_double_bookings, class_and_room_double_bookings, groups_over_capacity,
-          students_in_two_groups, accepted_swaps_not_executed_once)
+          students_in_two_groups, accepted_swaps_not_executed_once, linked_rosters_not_frozen)
 
 
 def check_all(db: Database) -> dict[str, list[str]]:

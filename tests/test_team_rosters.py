@@ -386,3 +386,19 @@ def test_a_link_that_died_after_locking_leaves_a_locked_team_and_no_record(
     record = link(client, world, "evaluations", project, team)
     assert record["member_ids"] == [str(people[0].id)]
     assert record["members_version"] == locked["members_version"]
+
+
+def test_the_invariant_checker_names_a_record_whose_roster_differs_from_its_team(
+        client, world, people, project):
+    from scripts.invariants import linked_rosters_not_frozen
+
+    team = make_team(client, world, project, team_name="Crew")
+    record = link(client, world, "evaluations", project, team)
+    db = ProjectTeam._get_db()
+    assert linked_rosters_not_frozen(db, [world.school.id]) == []
+    db.project_teams.update_one(
+        {"school_id": world.school.id, "lineage": team["lineage"]},
+        {"$push": {"member_ids": people[0].id}, "$inc": {"members_version": 1}})
+    assert linked_rosters_not_frozen(db, [world.school.id]) == [
+        f"evaluations {record['id']} recorded another roster than locked team {team['id']} "
+        f"has (members version 0, the team's 1)"]

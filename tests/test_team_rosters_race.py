@@ -10,6 +10,7 @@ import requests
 
 from documents.projects import Project
 from documents.team_rosters import ProjectTeam
+from scripts.invariants import linked_rosters_not_frozen
 from tests.helpers import parallel, unique
 
 pytestmark = pytest.mark.integration
@@ -124,6 +125,7 @@ def test_no_roster_edit_lands_after_the_lock(live):
                     for r in responses)
     # the lock really fell in the middle of the edits: some landed before it, some were refused
     assert seen["landed"] > 0 and seen[409] > 0, seen
+    assert linked_rosters_not_frozen(ProjectTeam._get_db(), [world.school.id]) == []
 
 
 def test_parallel_member_adds_all_land_when_nothing_locks(live):
