@@ -2,10 +2,10 @@
 
 Generates ROWS assignment rows (one class and one room each) for a school with enough staff
 and periods, starts a throwaway embedded SecantusDB, imports the rows through `run_import` (the
-code path of `rota import`), then inserts the same documents the import stored (assignments,
-their class and room claims, the audit events) with raw PyMongo `insert_many` into a fresh
-database with the same indexes, and prints the times and the ratio. Target: ratio <= 2.0.
-It also prints the ratio to the assignments alone and the floor the claims put under it.
+code path of `rota import`), then inserts the same documents the import stored (the slot
+documents with their assignments, and the audit events) with raw PyMongo `insert_many` into a
+fresh database with the same indexes, and prints the times and the ratios. Target:
+`assignments_ratio` (the import against the raw insert of its slot documents) <= 2.0.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from documents import all_documents
 from documents.accounts import Company, ModuleSwitches, School, User
 from documents.audit import AuditEvent
 from documents.connection import connect, disconnect, ensure_indexes
-from documents.timetable import Assignment, SlotClaim
+from documents.timetable import TimetableSlot
 from scripts import embedded
 from scripts.importer import run_import
 from service.context import SYSTEM
@@ -78,19 +78,21 @@ def run(server_uri: str, data_dir: Path, rows: int, batch_size: int, log) -> dic
                       report_path=data_dir / "report.csv", out=io.StringIO())
     import_seconds = time.perf_counter() - started
     written = {document: list(document._get_collection().find(kept))
-               for document, kept in ((Assignment, {}), (SlotClaim, {}),
+               for document, kept in ((TimetableSlot, {}),
                                       (AuditEvent, {"entity_type": ENTITY}))}
     disconnect()
-    if code != 0 or len(written[Assignment]) != rows:
-        raise RuntimeError(f"the import answered {code} and stored {len(written[Assignment])} "
-                           f"assignments; see {data_dir / 'report.csv'}")
+    stored = sum(len(slot["assignments"]) for slot in written[TimetableSlot])
+    if code != 0 or stored != rows:
+        raise RuntimeError(f"the import answered {code} and stored {stored} assignments; see "
+                           f"{data_dir / 'report.csv'}")
     raw = raw_insert(server_uri, "rota_bench_raw", written)
     raw_same = sum(raw.values())
+    assignments_ratio = import_seconds / raw[TimetableSlot]
     return {"rows": rows, "import_seconds": import_seconds,
             "raw_seconds": {document.__name__: seconds for document, seconds in raw.items()},
-            "raw_same_seconds": raw_same, "ratio": import_seconds / raw_same,
-            "ratio_assignments": import_seconds / raw[Assignment],
-            "claims_floor": (raw[Assignment] + raw[SlotClaim]) / raw[Assignment],
+            "raw_same_seconds": raw_same, "ratio": assignments_ratio,
+            "assignments_ratio": assignments_ratio,
+            "ratio_same_documents": import_seconds / raw_same,
             "written": {document.__name__: len(docs) for document, docs in written.items()}}
 
 
@@ -151,7 +153,7 @@ def raw_insert(server_uri: str, database: str, documents: dict) -> dict:
 
 def print_table(figures: dict) -> None:
     rows, import_seconds, raw = figures["rows"], figures["import_seconds"], figures["raw_seconds"]
-    ratio = figures["ratio"]
+    ratio = figures["assignments_ratio"]
     verdict = "OK" if ratio <= TARGET_RATIO else f"MISSED by {ratio - TARGET_RATIO:.2f}"
     written = figures["written"]
     print()
@@ -162,12 +164,12 @@ def print_table(figures: dict) -> None:
           f"{figures['raw_same_seconds']:>10.2f}{rows / figures['raw_same_seconds']:>10,.0f}")
     for name, seconds in raw.items():
         print(f"{'  of which ' + name:<48}{written[name]:>10,}{seconds:>10.2f}")
-    print(f"\n{'ratio to the same documents (target <= 2.0)':<48}{ratio:>10.2f}  {verdict}")
-    print(f"{'ratio to the assignments alone':<48}{figures['ratio_assignments']:>10.2f}")
-    print(f"\nEvery row writes its assignment and two slot claims (its class and its room: the\n"
-          f"double-booking guard, see documents/timetable.py); each batch writes one audit event\n"
-          f"for the assignments it created. Against the assignments alone, the raw insert of\n"
-          f"the claims puts a floor of {figures['claims_floor']:.2f} under the ratio.")
+    print(f"\n{'assignments_ratio: to the slot documents (<= 2.0)':<48}{ratio:>10.2f}  {verdict}")
+    print(f"{'ratio to the same documents (audit included)':<48}"
+          f"{figures['ratio_same_documents']:>10.2f}")
+    print("\nEvery assignment lives in its slot document (day, period: documents/timetable.py);\n"
+          "each batch writes every slot it touches with one conditional update, in one bulk\n"
+          "write, and one audit event for the assignments it created.")
 
 
 if __name__ == "__main__":
