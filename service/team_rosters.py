@@ -258,14 +258,16 @@ class ProjectTeams(RosterService):
         says why: locked (final, nothing unlocks a version: 409 `team_locked`), or `refuse`
         raises the rule's error. If neither, a parallel edit changed the team in between
         (say, removed the person we add), so the update is tried again."""
-        team = self.team(team_id)
+        oid = object_id(team_id, "project team")
         update = {**edit, "$inc": {"members_version": 1}, "$set": {"updated_at": utcnow()}}
         for _ in range(ATTEMPTS):
             after = update_where(ProjectTeam._get_collection(), self.school_id,
-                                 {"_id": team.id, "locked": False, **precondition}, update)
+                                 {"_id": oid, "locked": False, **precondition}, update)
             if after is not None:
                 return ProjectTeam._from_son(after)
-            team = ProjectTeam.objects.for_school(self.school_id).get(id=team.id)
+            team = ProjectTeam.objects.for_school(self.school_id).filter(id=oid).first()
+            if team is None:
+                raise NotFound(f"No project team with id {team_id!r}.")
             if team.locked:
                 raise self._locked(team)
             refuse(team)

@@ -402,3 +402,18 @@ def test_the_invariant_checker_names_a_record_whose_roster_differs_from_its_team
     assert linked_rosters_not_frozen(db, [world.school.id]) == [
         f"evaluations {record['id']} recorded another roster than locked team {team['id']} "
         f"has (members version 0, the team's 1)"]
+
+
+def test_editing_an_unknown_or_foreign_team_is_404(client, world, people):
+    foreign = make_project(world, school=world.other_school)
+    theirs = ProjectTeam(school_id=world.other_school.id, project_id=foreign.id, lineage="x",
+                         display_name_at_time="Theirs").save()
+    for team_id in (str(theirs.id), oid(), "not-an-id"):
+        add = post(client, world, f"/project-teams/{team_id}/members",
+                   {"members": [{"user_id": str(people[0].id)}]})
+        assert add.status_code == 404, team_id
+        remove = client.delete(world.url(f"/project-teams/{team_id}/members/{people[0].id}"),
+                               headers=world.headers("staff"))
+        assert remove.status_code == 404, team_id
+    assert ProjectTeam.objects.get(school_id=world.other_school.id, id=theirs.id).member_ids \
+        == []
