@@ -3,7 +3,8 @@
 Upsert by `external_id` when the row has one and a user of the school carries it, else by
 email. One query loads every user the file names (before the first batch), then one
 `bulk_write` applies a batch and one insert records its audit events: two round trips per
-batch whatever its size. The unique email index refuses what a concurrent writer took meanwhile.
+batch whatever its size. The unique email index refuses what a concurrent writer took meanwhile;
+those rows are read and planned once more, so two runs of one file at once both end well.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def preload_users(ctx: SchoolContext, rows: list[Row], dry_run: bool) -> KnownUs
 
 
 def import_users(ctx: SchoolContext, rows: list[Row], dry_run: bool,
-                 known: KnownUsers | None = None) -> list[RowResult]:
+                 known: KnownUsers | None = None, *, replanned: bool = False) -> list[RowResult]:
     known = known or KnownUsers.load(ctx, rows)
     results: dict[int, RowResult] = {}
     writes: list[tuple[Row, dict, object, dict]] = []  # row, stored (or {}), operation, changes
@@ -42,15 +43,23 @@ def import_users(ctx: SchoolContext, rows: list[Row], dry_run: bool,
         else:
             writes.append((row, *outcome))
     failed = {} if dry_run else _bulk_write([operation for _, _, operation, _ in writes])
-    events = []
+    events, raced = [], []
     for index, (row, stored, _, changes) in enumerate(writes):
-        if index in failed:
-            results[row.line] = rejected(row, failed[index], _key(row))
-        else:
+        error = failed.get(index)
+        if error is None:
             results[row.line] = RowResult(row.line, UPDATED if stored else CREATED, key=_key(row))
             events.append(_audit_event(ctx, stored, changes))
+        elif error.get("code") == DUPLICATE_KEY and not replanned:
+            raced.append(row)
+        else:
+            results[row.line] = rejected(row, _write_error_reason(error), _key(row))
     if not dry_run:
         audit.record_many(events)
+    if raced:
+        # Another writer (the same file imported twice at once) took an email after this batch
+        # read the users: read them again and plan these rows once more, as a re-run would.
+        again = import_users(ctx, raced, dry_run, KnownUsers.load(ctx, raced), replanned=True)
+        results.update((result.line, result) for result in again)
     return [results[row.line] for row in rows]
 
 
@@ -136,15 +145,14 @@ def _wanted(row: Row, stored: dict | None) -> dict:
             "is_active": True}
 
 
-def _bulk_write(operations: list) -> dict[int, str]:
-    """Apply the batch; answer the operations that failed (by index) with the reason."""
+def _bulk_write(operations: list) -> dict[int, dict]:
+    """Apply the batch; answer the write errors of the operations that failed, by index."""
     if not operations:
         return {}
     try:
         User._get_collection().bulk_write(operations, ordered=False)
     except BulkWriteError as exc:
-        return {error["index"]: _write_error_reason(error)
-                for error in exc.details.get("writeErrors", [])}
+        return {error["index"]: error for error in exc.details.get("writeErrors", [])}
     return {}
 
 

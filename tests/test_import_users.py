@@ -7,9 +7,11 @@ import pytest
 from documents.accounts import User
 from documents.audit import AuditEvent
 from service import import_users
+from tests.helpers import parallel
 from tests.test_import_support import (
     crash_on_call,
     export,
+    replace_function,
     run,
     snapshot,
     write_csv,
@@ -202,3 +204,34 @@ def test_a_run_killed_midway_then_rerun_ends_like_one_clean_run(world, tmp_path,
     outcome = run("users", path, world.school, batch_size=10)
     assert outcome.code == 0
     assert snapshot(User, world.school.id) == clean
+
+
+def test_users_another_writer_created_meanwhile_are_read_again_not_rejected(
+        world, tmp_path, monkeypatch):
+    """The other run of the same file wins the inserts between this batch's read and write."""
+    rows = people(6)
+    path = write_csv(tmp_path / "users.csv", HEADER, rows)
+    other = write_csv(tmp_path / "other.csv", HEADER, rows[:4])
+    winner = []
+
+    def other_run_first(*args):
+        if not winner:
+            winner.append("running")
+            winner[0] = run("users", other, world.school)
+
+    replace_function(monkeypatch, import_users, "_bulk_write", other_run_first)
+    outcome = run("users", path, world.school)
+    assert winner[0].count("created") == 4
+    assert (outcome.code, outcome.count("unchanged"), outcome.count("created")) == (0, 4, 2)
+    assert import_events(world, "import_create").count() == 6
+
+
+@pytest.mark.integration
+def test_two_runs_of_one_file_at_once_both_end_well(world, tmp_path):
+    rows = people(300)
+    paths = [write_csv(tmp_path / f"users{i}.csv", HEADER, rows) for i in range(2)]
+    outcomes = parallel(2, lambda i: run("users", paths[i], world.school, batch_size=50))
+    assert [outcome.code for outcome in outcomes] == [0, 0]
+    assert sum(outcome.count("created") for outcome in outcomes) == 300
+    assert User.objects(email__in=[row["email"] for row in rows]).count() == 300
+    assert import_events(world, "import_create").count() == 300
