@@ -417,3 +417,23 @@ def test_editing_an_unknown_or_foreign_team_is_404(client, world, people):
         assert remove.status_code == 404, team_id
     assert ProjectTeam.objects.get(school_id=world.other_school.id, id=theirs.id).member_ids \
         == []
+
+
+def test_an_edit_that_keeps_losing_to_parallel_edits_answers_409_roster_busy(
+        client, world, people, project, monkeypatch):
+    """When the update matches nothing yet the team, read right after, is unlocked and allows
+    the edit, a parallel edit got in between: tried again a few times, then 409."""
+    import service.team_rosters
+
+    team = make_team(client, world, project, team_name="Crew")
+    attempts = []
+
+    def always_beaten(*args, **kwargs):
+        attempts.append(args[2])
+        return None
+
+    monkeypatch.setattr(service.team_rosters, "update_where", always_beaten)
+    response = post(client, world, f"/project-teams/{team['id']}/members",
+                    {"members": [{"user_id": str(people[0].id)}]})
+    assert response.status_code == 409 and response.json["error"]["code"] == "roster_busy"
+    assert len(attempts) == 8 and all(a["locked"] is False for a in attempts)
