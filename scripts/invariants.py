@@ -125,8 +125,29 @@ def linked_rosters_not_frozen(db: Database, school_ids: list | None = None) -> l
     return problems
 
 
+def track_students_not_placed_once_with_an_instructor(db: Database,
+                                                      school_ids: list | None = None
+                                                      ) -> list[str]:
+    """Each student of a track is enrolled once and assigned to one of the track's own
+    instructors (loads are not stored: they are counted from these enrolments). Every
+    school, or the ones named."""
+    schools = {} if school_ids is None else {"school_id": {"$in": list(school_ids)}}
+    problems = []
+    for track in db.tracks.find(schools, {"instructors.user_id": 1, "enrolments.student_id": 1,
+                                          "enrolments.instructor_id": 1}):
+        teaching = {i["user_id"] for i in track.get("instructors") or []}
+        enrolments = track.get("enrolments") or []
+        problems += [f"track {track['_id']}: student {s} enrolled {n} times"
+                     for s, n in Counter(e["student_id"] for e in enrolments).items() if n > 1]
+        problems += [f"track {track['_id']}: student {e['student_id']} assigned to "
+                     f"{e['instructor_id']}, who does not teach it"
+                     for e in enrolments if e["instructor_id"] not in teaching]
+    return problems
+
+
 CHECKS = (staff_double_bookings, class_and_room_double_bookings, groups_over_capacity,
-          students_in_two_groups, accepted_swaps_not_executed_once, linked_rosters_not_frozen)
+          students_in_two_groups, accepted_swaps_not_executed_once, linked_rosters_not_frozen,
+          track_students_not_placed_once_with_an_instructor)
 
 
 def check_all(db: Database) -> dict[str, list[str]]:
