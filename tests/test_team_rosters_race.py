@@ -180,3 +180,23 @@ def test_parallel_closes_set_closed_at_once(live):
         f"/audit?action=close&entity_id={evaluation['id']}")),
         headers=world.headers("admin"), timeout=30).json()
     assert trail["total"] == 1
+
+
+def test_parallel_links_lock_once_and_record_one_roster(live):
+    world = live.world
+    headers = world.headers("staff")
+    members = [world.add_user(world.school, "student") for _ in range(3)]
+    project, team = arrange_team(world, members)
+
+    def create(i):
+        return requests.post(live.url(world.url("/evaluations")), headers=headers, timeout=30,
+                             json={"project_id": str(project.id), "title": f"Review {i}",
+                                   "project_team_id": str(team.id)})
+
+    responses = parallel(6, create)
+    assert [r.status_code for r in responses] == [201] * 6
+    assert {frozenset(r.json()["member_ids"]) for r in responses} == {
+        frozenset(str(m.id) for m in members)}
+    locks = requests.get(live.url(world.url(f"/audit?action=lock&entity_id={team.id}")),
+                         headers=world.headers("admin"), timeout=30).json()
+    assert locks["total"] == 1
