@@ -15,6 +15,7 @@ from api.security import school_route
 from documents.tracks import MODULE_KINDS
 from service.context import ADMIN_ROLES, STAFF_ROLES
 from service.tracks import Tracks
+from service.tracks_students import TrackStudents
 
 blp = Blueprint("tracks", __name__, url_prefix="/schools",
                 description="Tracks under a project or a sub-project: instructors with their "
@@ -242,7 +243,7 @@ def enrol_students(ctx, body, track_id):
     auto-balances, or no instructor_id is given, each newcomer goes to the least-loaded
     instructor (ties: the smaller instructor id). No instructor on the track → 409
     `no_instructors`."""
-    return Tracks(ctx).enrol(track_id, **body)
+    return TrackStudents(ctx).enrol(track_id, **body)
 
 
 @blp.route("/<school_id>/tracks/<track_id>/students", methods=["GET"])
@@ -251,7 +252,7 @@ def enrol_students(ctx, body, track_id):
 @school_route(module="tracks", roles=STAFF_ROLES)
 def list_students(ctx, args, track_id):
     """Enrolled students in enrolment order, optionally of one instructor (staff, admins)."""
-    return Tracks(ctx).list_students(track_id, **args)
+    return TrackStudents(ctx).list_students(track_id, **args)
 
 
 @blp.route("/<school_id>/tracks/<track_id>/students/<student_id>", methods=["DELETE"])
@@ -259,7 +260,7 @@ def list_students(ctx, args, track_id):
 @school_route(module="tracks", roles=ADMIN_ROLES)
 def unenrol_student(ctx, track_id, student_id):
     """Take a student out of the track (admins)."""
-    Tracks(ctx).unenrol(track_id, student_id)
+    TrackStudents(ctx).unenrol(track_id, student_id)
 
 
 @blp.route("/<school_id>/tracks/<track_id>/students/<student_id>/reassign", methods=["PUT"])
@@ -270,7 +271,7 @@ def reassign_student(ctx, body, track_id, student_id):
     """Move a student to another instructor of the track (school admins only). Audited with
     from/to; both instructors are notified. `warning: "imbalance"` when afterwards the busiest
     instructor has more than 20% above the mean load."""
-    return Tracks(ctx).reassign(track_id, student_id, **body)
+    return TrackStudents(ctx).reassign(track_id, student_id, **body)
 
 
 @blp.route("/<school_id>/tracks/<track_id>/balance-students", methods=["POST"])
@@ -279,7 +280,7 @@ def reassign_student(ctx, body, track_id, student_id):
 def balance_students(ctx, track_id):
     """Rebalance (admins): afterwards the most and the least loaded instructor differ by at
     most one student, and no more students moved than that needs."""
-    return Tracks(ctx).balance(track_id)
+    return TrackStudents(ctx).balance(track_id)
 
 
 @blp.route("/<school_id>/tracks/<track_id>/instructor-loads", methods=["GET"])

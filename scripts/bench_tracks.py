@@ -32,6 +32,7 @@ from service.context import Actor, SchoolContext
 from service.projects import Projects
 from service.tracks import Tracks
 from service.tracks_balancing import balance_moves, moved_update
+from service.tracks_students import TrackStudents
 
 
 @contextmanager
@@ -74,11 +75,11 @@ def run_size(ctx, staff, pupils, size: int) -> dict:
         tracks.add_instructor(track.id, instructor)
     students = pupils[:size]
     with measured() as enrol:
-        tracks.enrol(track.id, students, instructor_id=staff[0])
+        TrackStudents(ctx).enrol(track.id, students, instructor_id=staff[0])
     # Everyone starts on the first instructor: these are the moves balancing will make.
     moves = balance_moves({i: (size if i == staff[0] else 0) for i in staff})
     with measured() as balance:
-        tracks.balance(track.id)
+        TrackStudents(ctx).balance(track.id)
     loads = tracks.instructor_loads(track.id)
     stored = Track._get_collection().find_one({"school_id": ctx.school_id, "_id": track.id})
     raw_enrol, raw_balance = raw_pymongo(ctx, students, staff, moves)

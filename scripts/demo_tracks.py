@@ -6,6 +6,7 @@ from __future__ import annotations
 from service.context import SchoolContext
 from service.projects import Projects
 from service.tracks import Tracks
+from service.tracks_students import TrackStudents
 
 COURSES = (
     ("Python foundations", [("Welcome and setup", "content"), ("Variables and types", "content"),
@@ -16,7 +17,7 @@ COURSES = (
 
 
 def seed(ctx: SchoolContext, people: dict) -> None:
-    projects, tracks = Projects(ctx), Tracks(ctx)
+    projects, tracks, enrolments = Projects(ctx), Tracks(ctx), TrackStudents(ctx)
     staff, students = people["staff"], people["students"]
     program = projects.create("Enterprise Training", description="A year of applied software "
                               "training.", auto_balance_students=True)
@@ -31,9 +32,9 @@ def seed(ctx: SchoolContext, people: dict) -> None:
     tracks.add_instructor(data.id, people["admin"].id,
                           teams_link="https://teams.microsoft.com/l/meetup-join/demo-data")
     tracks.add_instructor(data.id, staff[3].id, zoom_link="https://zoom.us/j/200001")
-    tracks.enrol(app_dev.id, [s.id for s in students[:15]])
-    tracks.enrol(data.id, [s.id for s in students[15:]])
-    tracks.reassign(app_dev.id, students[0].id, staff[2].id)
+    enrolments.enrol(app_dev.id, [s.id for s in students[:15]])
+    enrolments.enrol(data.id, [s.id for s in students[15:]])
+    enrolments.reassign(app_dev.id, students[0].id, staff[2].id)
     for title, modules in COURSES:
         tracks.add_course(app_dev.id, title, [{"title": name, "kind": kind}
                                               for name, kind in modules])

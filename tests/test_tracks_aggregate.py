@@ -13,7 +13,7 @@ from documents.audit import AuditEvent, Notification
 from documents.tracks import Track
 from scripts.invariants import track_students_not_placed_once_with_an_instructor
 from service.context import MODULES, Actor, SchoolContext
-from service.tracks import Tracks
+from service.tracks_students import TrackStudents
 from tests.helpers import REQUEST_OVERHEAD
 from tests.test_tracks import TrackKit
 
@@ -31,9 +31,10 @@ def loads(track) -> Counter:
     return Counter(e["instructor_id"] for e in stored(track)["enrolments"])
 
 
-def admin_tracks(world) -> Tracks:
+def admin_students(world) -> TrackStudents:
     actor = Actor(world.admin.id, "school_admin", world.company.id, world.school.id)
-    return Tracks(SchoolContext(actor, world.school.id, world.company.id, frozenset(MODULES)))
+    ctx = SchoolContext(actor, world.school.id, world.company.id, frozenset(MODULES))
+    return TrackStudents(ctx)
 
 
 def reassign(kit, track, student, instructor):
@@ -111,7 +112,7 @@ def test_a_balance_that_loses_to_a_reassignment_plans_again_around_it(kit, world
                                                                        monkeypatch):
     track, (busy, b, c), pupils = _crowded_track(kit, world)
     newest = pupils[-1]  # the first the balance would move
-    _interleave(monkeypatch, lambda: admin_tracks(world).reassign(track["id"], newest.id, c.id))
+    _interleave(monkeypatch, lambda: admin_students(world).reassign(track["id"], newest.id, c.id))
 
     balanced = kit.post(f"/tracks/{track['id']}/balance-students")
 
@@ -129,7 +130,7 @@ def test_a_reassignment_that_loses_to_a_balance_moves_from_where_balance_put_the
         kit, world, monkeypatch):
     track, (busy, b, c), pupils = _crowded_track(kit, world)
     newest = pupils[-1]  # balance moves the newest four to b (the smaller id), four to c
-    _interleave(monkeypatch, lambda: admin_tracks(world).balance(track["id"]))
+    _interleave(monkeypatch, lambda: admin_students(world).balance(track["id"]))
 
     response = reassign(kit, track, newest.id, c.id)  # planned as busy -> c
 

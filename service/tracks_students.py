@@ -1,0 +1,259 @@
+"""The students of a track: enrolment to the least-loaded instructor, reassignment, balance.
+
+Each is one compare-and-set of the track (see `service.tracks`), so a reassignment that
+loses the race to another change plans again from the fresh track: of parallel identical
+reassignments exactly one moves the student (and is audited and notified), and a balance
+never undoes a reassignment that committed first.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+from bson import ObjectId
+
+from documents.accounts import User
+from documents.audit import Notification
+from documents.base import utcnow
+from documents.projects import Project
+from documents.tracks import Track
+from service import audit, notifications
+from service.context import ADMIN_ROLES, STAFF_ROLES
+from service.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from service.ids import field_object_id, object_id, unique_ids
+from service.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page
+from service.tracks import BIG_BATCH, TrackService
+from service.tracks_balancing import (
+    balance_moves,
+    balancing_changes,
+    enrolment_index,
+    instructor_index,
+    is_imbalanced,
+    least_loaded_assignment,
+    load_stats,
+    loads_of,
+    moved_update,
+)
+
+
+@dataclass
+class Enrolled:
+    enrolled: list[dict]
+    skipped: list[str]
+    students_count: int
+
+
+def not_teaching() -> ValidationFailed:
+    return ValidationFailed("instructor_id does not teach this track.",
+                            {"instructor_id": ["Not an instructor of this track."]})
+
+
+def no_instructors() -> Conflict:
+    return Conflict("This track has no instructor yet; add one first.", code="no_instructors")
+
+
+class TrackStudents(TrackService):
+    """Enrolments of one school's tracks: admins change them, staff read them."""
+
+    def enrol(self, track_id, student_ids: list, instructor_id=None) -> Enrolled:
+        """Students already enrolled are skipped (listed in `skipped`), not an error. With the
+        project's auto-balance on, or no instructor given, each newcomer goes to the
+        least-loaded instructor. Bulk: a constant number of round trips for any count."""
+        self.require_admin()
+        track = self._track(track_id)
+        wanted = unique_ids(student_ids, "student_ids")
+        self._require_students(wanted)
+        explicit = None
+        if instructor_id is not None:
+            explicit = field_object_id(instructor_id, "instructor_id")
+            if self._auto_balances(track):
+                explicit = None
+        now = utcnow()
+
+        def plan(current: dict) -> dict | None:
+            loads = loads_of(current)
+            if explicit is not None and explicit not in loads:
+                raise not_teaching()
+            already = {e["student_id"] for e in current.get("enrolments") or []}
+            newcomers = [student for student in wanted if student not in already]
+            if not newcomers:
+                return None
+            if not loads:
+                raise no_instructors()
+            chosen = ([explicit] * len(newcomers) if explicit
+                      else least_loaded_assignment(loads, len(newcomers)))
+            return {"$push": {"enrolments": {"$each": [
+                {"student_id": student, "instructor_id": instructor, "enrolled_at": now,
+                 "assigned_by": self.actor.user_id, "pinned": False}
+                for student, instructor in zip(newcomers, chosen, strict=True)]}}}
+
+        before, after = self._change(track["_id"], plan)
+        enrolled = [{"student_id": e["student_id"], "instructor_id": e["instructor_id"]}
+                    for e in after["enrolments"][len(before.get("enrolments") or []):]]
+        self._after_enrolment(track, enrolled)
+        new = {e["student_id"] for e in enrolled}
+        return Enrolled(enrolled=enrolled, skipped=[str(s) for s in wanted if s not in new],
+                        students_count=len(after.get("enrolments") or []))
+
+    def _require_students(self, wanted: list[ObjectId]) -> None:
+        found = set(User.objects.for_school(self.school_id).filter(
+            id__in=wanted, role="student", is_active=True).batch_size(BIG_BATCH).scalar("id"))
+        missing = [str(s) for s in wanted if s not in found]
+        if missing:
+            raise ValidationFailed("Some ids are not students of this school.",
+                                   {"student_ids": [f"Not a student of this school: {sid}"
+                                                    for sid in missing[:50]]})
+
+    def _auto_balances(self, track: dict) -> bool:
+        owner = Project.objects.for_school(self.school_id).filter(
+            id=track.get("sub_project_id") or track.get("project_id")).only(
+            "auto_balance_students").first()
+        return bool(owner and owner.auto_balance_students)
+
+    def _after_enrolment(self, track: dict, enrolled: list[dict]) -> None:
+        audit.record_many([audit.audit_event(
+            self.actor, self.school_id, "enrol", "track_enrolment", row["student_id"],
+            after={"track_id": track["_id"], "instructor_id": row["instructor_id"]})
+            for row in enrolled])
+        per_instructor = Counter(row["instructor_id"] for row in enrolled)
+        notifications.notify_many([Notification(
+            user_id=instructor, school_id=self.school_id, kind="track_students_added",
+            message=f"{n} new student(s) in the track {track['name']}.",
+            data={"track_id": str(track["_id"]), "students": n})
+            for instructor, n in per_instructor.items()])
+
+    def unenrol(self, track_id, student_id) -> None:
+        self.require_admin()
+        student = object_id(student_id, "student")
+
+        def plan(current: dict) -> dict:
+            if enrolment_index(current, student) is None:
+                raise NotFound(f"Student {student_id!r} is not enrolled in this track.")
+            return {"$pull": {"enrolments": {"student_id": student}}}
+
+        before, _ = self._change(track_id, plan)
+        enrolment = before["enrolments"][enrolment_index(before, student)]
+        self.audit("unenrol", "track_enrolment", student,
+                   before={"track_id": before["_id"], "instructor_id": enrolment["instructor_id"]})
+
+    def list_students(self, track_id, instructor_id=None, page: int = 1,
+                      page_size: int = DEFAULT_PAGE_SIZE) -> Page:
+        """One page of the enrolments, in enrolment order, cut by the server: one aggregation
+        and one read of the names, whatever the size of the track."""
+        self.require_role(STAFF_ROLES)
+        page_size, page = max(1, min(page_size, MAX_PAGE_SIZE)), max(1, page)
+        chosen = {"$ifNull": ["$enrolments", []]}
+        if instructor_id:
+            chosen = {"$filter": {"input": chosen, "as": "e", "cond": {
+                "$eq": ["$$e.instructor_id", object_id(instructor_id, "instructor")]}}}
+        found = list(Track._get_collection().aggregate([
+            {"$match": {"school_id": self.school_id, "_id": object_id(track_id, "track")}},
+            {"$project": {"_id": 0, "chosen": chosen}},
+            {"$project": {"total": {"$size": "$chosen"},
+                          "items": {"$slice": ["$chosen", (page - 1) * page_size, page_size]}}}]))
+        if not found:
+            raise NotFound(f"No track with id {track_id!r}.")
+        items = found[0]["items"]
+        users = self._users_by_id([e["student_id"] for e in items] +
+                                  [e["instructor_id"] for e in items])
+        return Page([_enrolment_view(e, users) for e in items], found[0]["total"], page,
+                    page_size)
+
+    # -- reassign and balance --
+
+    def reassign(self, track_id, student_id, instructor_id) -> dict:
+        """School admins only. Audited with from/to; both instructors notified; `warning` is
+        "imbalance" when the busiest instructor carries more than 20% above the mean.
+
+        A student already with that instructor (also when a parallel identical request moved
+        them first) answers 200 with `previous_instructor_id` equal to `instructor_id`, and
+        writes, audits and notifies nothing."""
+        if self.actor.role not in ADMIN_ROLES and self.actor.role != "system":
+            raise Forbidden("Only school admins reassign students.")
+        student = object_id(student_id, "student")
+        now = utcnow()
+
+        def plan(current: dict) -> dict | None:
+            target = field_object_id(instructor_id, "instructor_id")
+            if instructor_index(current, target) is None:
+                raise not_teaching()
+            index = enrolment_index(current, student)
+            if index is None:
+                raise NotFound(f"Student {student_id!r} is not enrolled in this track.")
+            if current["enrolments"][index]["instructor_id"] == target:
+                return None
+            return {"$set": moved_update(current, [(index, target)], now)}
+
+        before, after = self._change(track_id, plan)
+        target = field_object_id(instructor_id, "instructor_id")
+        source = before["enrolments"][enrolment_index(before, student)]["instructor_id"]
+        if after is not before:
+            self._record_reassignment(after, student, source, target)
+        loads = list(loads_of(after).values())
+        return {"track_id": after["_id"], "student_id": student, "instructor_id": target,
+                "previous_instructor_id": source,
+                "warning": "imbalance" if is_imbalanced(loads) else None, **load_stats(loads)}
+
+    def _record_reassignment(self, track: dict, student, source, target) -> None:
+        self.audit("reassign", "track_enrolment", student,
+                   before={"track_id": track["_id"], "instructor_id": source},
+                   after={"track_id": track["_id"], "instructor_id": target,
+                          "track_version": track["version"]})
+        names = self._users_by_id([student])
+        who = names[student].name if student in names else str(student)
+        data = {"track_id": str(track["_id"]), "student_id": str(student)}
+        notifications.notify_many([
+            Notification(user_id=source, school_id=self.school_id, kind="track_student_moved_out",
+                         message=f"{who} moved to another instructor in {track['name']}.",
+                         data=data),
+            Notification(user_id=target, school_id=self.school_id, kind="track_student_moved_in",
+                         message=f"{who} is now your student in {track['name']}.", data=data)])
+
+    def balance(self, track_id) -> dict:
+        """Moves the fewest students so that the spread between the most and the least loaded
+        instructor is at most one; the newest enrolments of the busiest instructors move. One
+        compare-and-set of the whole track: a reassignment that commits first is seen by the
+        next plan, never overwritten. Audited once for the track and once per moved student
+        (with the track's version, which orders it among the reassignments)."""
+        self.require_admin()
+        now = utcnow()
+
+        def plan(current: dict) -> dict | None:
+            if not current.get("instructors"):
+                raise no_instructors()
+            moves = moved_update(current, balancing_changes(current), now)
+            return {"$set": moves} if moves else None
+
+        before, after = self._change(track_id, plan)
+        moved = [(old["student_id"], old["instructor_id"], new["instructor_id"])
+                 for old, new in zip(before.get("enrolments") or [],
+                                     after.get("enrolments") or [], strict=True)
+                 if old["instructor_id"] != new["instructor_id"]]
+        self._record_balance(before, after, moved)
+        return {"students_moved": len(moved), **self._loads_reply(after, loads_of(after))}
+
+    def _record_balance(self, before: dict, after: dict, moved: list) -> None:
+        loads = loads_of(before)
+        track_id, version = after["_id"], after.get("version", 0)
+        summary = audit.audit_event(
+            self.actor, self.school_id, "balance", "track", track_id,
+            before={"loads": {str(k): n for k, n in loads.items()}},
+            after={"students_moved": len(moved), "track_version": version,
+                   "moves": [{"from": source, "to": target, "students": amount}
+                             for source, target, amount in balance_moves(loads)]})
+        audit.record_many([summary, *[audit.audit_event(
+            self.actor, self.school_id, "balance", "track_enrolment", student,
+            before={"track_id": track_id, "instructor_id": source},
+            after={"track_id": track_id, "instructor_id": target, "track_version": version})
+            for student, source, target in moved]])
+
+
+def _enrolment_view(enrolment: dict, users: dict) -> dict:
+    student, instructor = users.get(enrolment["student_id"]), users.get(enrolment["instructor_id"])
+    return {"student_id": enrolment["student_id"], "name": student.name if student else None,
+            "email": student.email if student else None,
+            "instructor_id": enrolment["instructor_id"],
+            "instructor_name": instructor.name if instructor else None,
+            "enrolled_at": enrolment.get("enrolled_at"),
+            "last_reassigned_at": enrolment.get("last_reassigned_at")}
