@@ -84,18 +84,18 @@ class ShardKeyCheck(monitoring.CommandListener):
         "aggregate": lambda command: [_first_match(command.get("pipeline", []))],
     }
 
-    def __init__(self, collections: set[str], sources: tuple[str, ...] = ()):
+    def __init__(self, collections: set[str], project: str = "", ignored: str = ""):
         self.collections = frozenset(collections)
-        # When given, only commands sent from code under these directories count: a test's
-        # own lookups of what a request did are not the service's queries.
-        self.sources = sources
+        # Commands whose innermost caller of the `project` directory is under `ignored` do
+        # not count: a test's own lookups of what a request did are not the service's queries.
+        self.project, self.ignored = project, ignored
         self._lock = threading.Lock()
-        self._recordings: list[list[tuple[str, str]]] = []
+        self._recordings: list[list[str]] = []
 
     @contextmanager
     def record(self):
-        """Yields the list of untargeted commands sent meanwhile, as (collection, what)."""
-        untargeted: list[tuple[str, str]] = []
+        """Yields the list of untargeted commands sent meanwhile, one line each."""
+        untargeted: list[str] = []
         with self._lock:
             self._recordings.append(untargeted)
         try:
@@ -108,19 +108,21 @@ class ShardKeyCheck(monitoring.CommandListener):
         if not self._recordings:
             return
         problem = self.untargeted(event.command_name, event.command)
-        if problem and self._sent_from_sources():
+        if problem and self._sent_by_the_service():
             with self._lock:
                 for untargeted in self._recordings:
-                    untargeted.append((event.command.get(event.command_name), problem))
+                    untargeted.append(problem)
 
-    def _sent_from_sources(self) -> bool:
-        """PyMongo announces a command in the thread that sends it: look up its stack."""
+    def _sent_by_the_service(self) -> bool:
+        """PyMongo announces a command in the thread that sends it: the innermost frame of the
+        project's own code on its stack (not of its installed packages) says who sent it."""
         frame = sys._getframe(2)
-        while frame is not None and self.sources:
-            if frame.f_code.co_filename.startswith(self.sources):
-                return True
+        while frame is not None and self.ignored:
+            filename = frame.f_code.co_filename
+            if filename.startswith(self.project) and "site-packages" not in filename:
+                return not filename.startswith(self.ignored)
             frame = frame.f_back
-        return not self.sources
+        return True
 
     def untargeted(self, name: str, command) -> str | None:
         """Why this command would reach every shard, or None when it names one school."""

@@ -23,9 +23,9 @@ def pytest_addoption(parser):
     parser.addoption("--backend", choices=["mongomock", "embedded"], default="mongomock",
                      help="database for the tests (make test runs both)")
     parser.addoption("--check-shard-key", action="store_true",
-                     help="with --backend=embedded: every test fails on a command on a "
-                          "school-owned collection that does not filter on school_id "
-                          "(modules in tests/shard_key.py are only reported)")
+                     help="with --backend=embedded: every test fails on a command of the "
+                          "service on a school-owned collection that does not filter on "
+                          "school_id")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -138,9 +138,6 @@ def live(live_server, shared_app):
     disconnect()
 
 
-# Where the service's commands come from; a test's own lookups are not checked.
-SERVICE_CODE = ("api", "service", "scripts")
-
 
 @pytest.fixture(scope="session")
 def shard_key_listener(backend):
@@ -154,36 +151,26 @@ def shard_key_listener(backend):
     from documents.base import SchoolOwned
     from documents.connection import ShardKeyCheck
 
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    tests = os.path.dirname(os.path.abspath(__file__))
     listener = ShardKeyCheck({d._get_collection_name() for d in all_documents()
                               if issubclass(d, SchoolOwned)},
-                             tuple(os.path.join(root, name, "") for name in SERVICE_CODE))
+                             project=os.path.dirname(tests) + os.sep, ignored=tests + os.sep)
     monitoring.register(listener)
     return listener
 
 
-_reported_untargeted: dict[str, list[str]] = {}
-
-
 @pytest.fixture
-def shard_key_check(request, shard_key_listener):
-    """Opt in (or run with --check-shard-key): the test fails when it sent a command on a
-    school-owned collection that would reach every shard. Commands on the collections of
-    modules under remodel (tests/shard_key.py) are listed at the end of the run instead."""
+def shard_key_check(shard_key_listener):
+    """Opt in (or run with --check-shard-key): the test fails when the service sent a command
+    on a school-owned collection that a sharded cluster would send to every shard."""
     if shard_key_listener is None:
         yield
         return
-    from tests.shard_key import remodelling_collections
-
     with shard_key_listener.record() as untargeted:
         yield
-    waived = {what for collection, what in untargeted
-              if collection in remodelling_collections()}
-    if waived:
-        _reported_untargeted[request.node.nodeid] = sorted(waived)
-    failing = sorted({what for _, what in untargeted} - waived)
-    if failing:
-        pytest.fail("commands without school_id:\n  " + "\n  ".join(failing), pytrace=False)
+    if untargeted:
+        pytest.fail("commands without school_id:\n  "
+                    + "\n  ".join(sorted(set(untargeted))), pytrace=False)
 
 
 @pytest.fixture(autouse=True)
@@ -191,12 +178,3 @@ def _shard_key_everywhere(request):
     if request.config.getoption("--check-shard-key"):
         request.getfixturevalue("shard_key_check")
 
-
-def pytest_terminal_summary(terminalreporter):
-    if not _reported_untargeted:
-        return
-    terminalreporter.section("commands without school_id in modules under remodel")
-    for nodeid, lines in sorted(_reported_untargeted.items()):
-        terminalreporter.write_line(nodeid)
-        for line in lines:
-            terminalreporter.write_line("    " + line)
