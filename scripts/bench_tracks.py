@@ -108,7 +108,8 @@ def raw_pymongo(ctx, students, staff, moves) -> tuple[float, float]:
     track = scratch.find_one({"_id": track_id})
     started = time.perf_counter()
     if changes:
-        scratch.update_one({"_id": track_id}, {"$set": moved_update(track, changes, now)})
+        scratch.update_one({"_id": track_id}, {"$set": moved_update(track, changes, now,
+                                                                        ctx.actor.user_id)})
     move_seconds = time.perf_counter() - started
     scratch.drop()
     return insert_seconds, move_seconds

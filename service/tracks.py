@@ -235,7 +235,8 @@ class Tracks(TrackService):
                 raise Conflict("A track with students keeps at least one instructor.",
                                code="last_instructor")
             update = {"$pull": {"instructors": {"user_id": leaving}}}
-            moves = moved_update(current, orphan_changes(current, leaving), now)
+            moves = moved_update(current, orphan_changes(current, leaving), now,
+                                 self.actor.user_id)
             return {**update, "$set": moves} if moves else update
 
         before, _ = self._change(track_id, plan)

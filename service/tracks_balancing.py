@@ -116,19 +116,19 @@ def orphan_changes(track: dict, leaving) -> list[tuple[int, object]]:
     return list(zip(orphans, least_loaded_assignment(stay, len(orphans)), strict=True))
 
 
-def moved_update(track: dict, changes: list[tuple[int, object]], now) -> dict:
-    """The `$set` moving enrolments (by position in the list as read: safe, as the update
-    applies only to the version of the track it was planned from). A few moves set their
-    fields by position; many rewrite the whole list, which servers apply in one pass rather
-    than path by path (SecantusDB takes seconds for a thousand paths)."""
+def moved_update(track: dict, changes: list[tuple[int, object]], now, by) -> dict:
+    """The `$set` moving enrolments, assigned `by` someone at `now` (by position in the list
+    as read: safe, as the update applies only to the version of the track it was planned
+    from). A few moves set their fields by position; many rewrite the whole list, which
+    servers apply in one pass rather than path by path (SecantusDB takes seconds for a
+    thousand paths)."""
+    def moved(target) -> dict:
+        return {"instructor_id": target, "last_reassigned_at": now, "assigned_by": by}
+
     if len(changes) <= POSITIONAL_LIMIT:
-        update = {}
-        for index, target in changes:
-            update[f"enrolments.{index}.instructor_id"] = target
-            update[f"enrolments.{index}.last_reassigned_at"] = now
-        return update
+        return {f"enrolments.{index}.{name}": value for index, target in changes
+                for name, value in moved(target).items()}
     enrolments = list(track["enrolments"])
     for index, target in changes:
-        enrolments[index] = {**enrolments[index], "instructor_id": target,
-                             "last_reassigned_at": now}
+        enrolments[index] = {**enrolments[index], **moved(target)}
     return {"enrolments": enrolments}

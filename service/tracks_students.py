@@ -183,7 +183,8 @@ class TrackStudents(TrackService):
                 raise NotFound(f"Student {student_id!r} is not enrolled in this track.")
             if current["enrolments"][index]["instructor_id"] == target:
                 return None
-            return {"$set": moved_update(current, [(index, target)], now)}
+            return {"$set": moved_update(current, [(index, target)], now,
+                                                 self.actor.user_id)}
 
         before, after = self._change(track_id, plan)
         target = field_object_id(instructor_id, "instructor_id")
@@ -222,7 +223,8 @@ class TrackStudents(TrackService):
         def plan(current: dict) -> dict | None:
             if not current.get("instructors"):
                 raise no_instructors()
-            moves = moved_update(current, balancing_changes(current), now)
+            moves = moved_update(current, balancing_changes(current), now,
+                                 self.actor.user_id)
             return {"$set": moves} if moves else None
 
         before, after = self._change(track_id, plan)
