@@ -25,6 +25,16 @@ def test_every_index_of_a_school_owned_document_starts_with_the_shard_key(docume
     assert not wrong, f"{document.__name__} indexes not starting with {SHARD_KEY}: {wrong}"
 
 
+@pytest.mark.parametrize("document", by_name(SCHOOL_OWNED))
+def test_no_school_owned_document_relies_on_its_own_id_for_uniqueness(document):
+    """A sharded cluster enforces a unique `_id` on each shard only: a natural key as `_id`
+    would no longer be unique, where a unique index starting with school_id stays so."""
+    from mongoengine import ObjectIdField
+
+    assert document._meta["id_field"] == "id"
+    assert isinstance(document._fields["id"], ObjectIdField)
+
+
 def test_every_other_document_is_listed_as_unsharded_with_a_reason():
     others = {d._get_collection_name() for d in all_documents()
               if not issubclass(d, SchoolOwned)}
