@@ -189,10 +189,11 @@ def _replayed(track_id, start: dict, school_id) -> tuple[dict, list]:
     return placement, sorted({e.after["track_version"] for e in events})
 
 
-def test_balance_racing_four_reassigns_never_undoes_one(tracks):
-    for _ in range(3):
+@pytest.mark.parametrize("students", [24, 60])  # balance moves by position, and rewrites
+def test_balance_racing_four_reassigns_never_undoes_one(tracks, students):
+    for _ in range(2):
         track, (busy, b, c) = tracks.track_with(instructors=3, students=0)
-        pupils = tracks.students(24)
+        pupils = tracks.students(students)
         tracks.enrol(track, pupils, instructor=busy)
         version = tracks.stored(track)["version"]
         movers, targets = pupils[:4], [b, c, b, c]  # the oldest: balance moves the newest
@@ -216,6 +217,7 @@ def test_balance_racing_four_reassigns_never_undoes_one(tracks):
         balanced = AuditEvent.objects(school_id=tracks.world.school.id, action="balance",
                                       entity_type="track", entity_id=track["id"]).get()
         assert balanced.after["students_moved"] == responses[4].json()["students_moved"] > 0
+        assert responses[4].json()["spread"] <= 1 and responses[4].json()["students"] == students
         loads = tracks.loads_match_the_enrolments(track)
         if balanced.after["track_version"] == final:  # balance committed last
             assert max(loads.values()) - min(loads.values()) <= 1
