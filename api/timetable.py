@@ -264,8 +264,8 @@ def get_settings(ctx):
 def update_settings(ctx, body):
     """Change working days, default period duration or overlapping (fields given only).
     409 `day_in_use` when a removed working day still has assignments. Switching
-    overlapping off gives every assignment its class and room claims back, so double
-    bookings are refused again (those made meanwhile show in the conflicts report)."""
+    overlapping off refuses double bookings again from the next booking on (those made
+    meanwhile show in the conflicts report)."""
     return TimetableSetup(ctx).update_settings(**body)
 
 

@@ -45,7 +45,6 @@ from documents.base import SchoolOwned, utcnow
 
 ASSIGNMENT_TYPES = ("regular", "admin_override", "peer_swap", "self_allocated")
 REQUEST_STATUSES = ("pending", "accepting", "accepted", "rejected", "cancelled", "failed")
-OPEN_REQUEST_STATUSES = ("pending", "accepting")
 
 
 def booking_key(value: str) -> str:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bson import ObjectId
 from pymongo import InsertOne, UpdateOne
@@ -115,6 +115,7 @@ class SlotPlan:
     reason_line: int | None = None
     slot: tuple | None = None  # (day_of_week, period_id)
     document: dict | None = None  # the wanted assignment
+    keys: set[tuple[str, str]] = field(default_factory=set)  # the classes and rooms it books
     stored: dict | None = None
     status: str | None = None
 
@@ -147,6 +148,49 @@ class SlotPlan:
                                     f"{self.reason}", self.key)
 
 
+class PlannedSlot:
+    """A slot as the file has planned it so far, with its assignments found by staff, by id
+    and by the classes and rooms they book (a slot holds hundreds in a large school)."""
+
+    def __init__(self, document: dict):
+        self.document = document
+        self.position: dict[ObjectId, int] = {}
+        self.by_staff: dict[ObjectId, dict] = {}
+        self.booked: dict[tuple[str, str], set] = {}
+        for index, assignment in enumerate(document["assignments"]):
+            self._index(index, assignment, class_keys(assignment.get("classes", [])))
+
+    def _index(self, index: int, assignment: dict, keys: set[tuple[str, str]]) -> None:
+        self.position[assignment["id"]] = index
+        self.by_staff[assignment["staff_id"]] = assignment
+        for key in keys:
+            self.booked.setdefault(key, set()).add(assignment["id"])
+
+    def held_by(self, staff_id, assignment_id) -> dict | None:
+        """The staff member's assignment in the slot, or the one carrying this id."""
+        found = self.by_staff.get(staff_id)
+        if found is None and assignment_id in self.position:
+            found = self.document["assignments"][self.position[assignment_id]]
+        return found
+
+    def clashes(self, assignment: dict, keys: set[tuple[str, str]]) -> list[tuple[str, str]]:
+        """The classes and rooms (`keys`) of `assignment` that another assignment books."""
+        return sorted(key for key in keys if self.booked.get(key, set()) - {assignment["id"]})
+
+    def put(self, assignment: dict, keys: set[tuple[str, str]]) -> None:
+        """Add an assignment booking `keys`, or replace the one with its id."""
+        assignments = self.document["assignments"]
+        index = self.position.get(assignment["id"])
+        if index is None:
+            assignments.append(assignment)
+            index = len(assignments) - 1
+        else:
+            for key in class_keys(assignments[index].get("classes", [])):
+                self.booked[key].discard(assignment["id"])
+            assignments[index] = assignment
+        self._index(index, assignment, keys)
+
+
 class TimetableSnapshot:
     """The settings, the staff and the slots the rows name, read up front in three queries.
     Planning applies each accepted group to the snapshot's copy of its slot, so later groups
@@ -156,12 +200,14 @@ class TimetableSnapshot:
     def __init__(self, ctx: SchoolContext, settings: TimetableSettings, staff: list[dict]):
         self.ctx = ctx
         self.settings = settings
-        self.periods = {p.period_number: p for p in settings.periods if p.is_active}
+        self.periods = {p.period_number: p.id for p in settings.periods if p.is_active}
+        self.working_days = set(settings.working_days)
+        self.overlapping = settings.allow_overlapping_assignments
         self.staff_by_ref = {s["email"]: s for s in staff}
         self.staff_by_ref.update({s["external_id"]: s for s in staff if s.get("external_id")})
         # (day, period_id) -> the slot with the plans applied, and (its _id, its version in
         # the database) for the slots that are stored
-        self.planned: dict[tuple, dict] = {}
+        self.planned: dict[tuple, PlannedSlot] = {}
         self.stored: dict[tuple, tuple[ObjectId, int]] = {}
         self.first_line_of_slot: dict[tuple, int] = {}
 
@@ -180,14 +226,14 @@ class TimetableSnapshot:
         """The stored slots of the rows' days and periods."""
         days = {_int(row.values["day_of_week"]) for row in rows} - {None}
         numbers = {_int(row.values["period_number"]) for row in rows}
-        periods = [self.periods[n].id for n in numbers if n in self.periods]
+        periods = [self.periods[n] for n in numbers if n in self.periods]
         query = {"day_of_week": {"$in": sorted(days)}, "period_id": {"$in": periods}}
         for found in slots().find({"school_id": self.ctx.school_id, **query}).batch_size(10000):
             self._keep(found)
 
     def _keep(self, found: dict) -> None:
         key = (found["day_of_week"], found["period_id"])
-        self.planned[key] = found
+        self.planned[key] = PlannedSlot(found)
         self.stored[key] = (found["_id"], found.get("version", 0))
 
     def _staff(self, ref: str) -> dict | None:
@@ -208,13 +254,15 @@ class TimetableSnapshot:
             return plan
         staff_id, day, period_id = staff_slot
         plan.slot = (day, period_id)
-        slot = self.planned.setdefault(plan.slot, slot_document(
-            self.ctx.school_id, day, period_id, [], utcnow()))
+        if plan.slot not in self.planned:
+            self.planned[plan.slot] = PlannedSlot(slot_document(
+                self.ctx.school_id, day, period_id, [], utcnow()))
+        slot = self.planned[plan.slot]
         derived = assignment_id_for(self.ctx.school_id, *staff_slot)
-        plan.stored = next((a for a in slot["assignments"]
-                            if a["staff_id"] == staff_id or a["id"] == derived), None)
+        plan.stored = slot.held_by(staff_id, derived)
         plan.document = assignment_document(plan.stored["id"] if plan.stored else derived,
                                             staff_id, classes, utcnow())
+        plan.keys = class_keys(classes)
         self._check_stored(plan)
         if plan.live:
             self._check_free(plan, slot)
@@ -233,13 +281,13 @@ class TimetableSnapshot:
             plan.reject(f"{values['staff']} is not an active staff member")
         elif day is None or not 0 <= day <= 6:
             plan.reject(f"bad day {values['day_of_week']!r}: 0 (Monday) to 6 (Sunday)")
-        elif day not in self.settings.working_days:
+        elif day not in self.working_days:
             plan.reject(f"bad day {day}: not a working day of the school "
                         f"(working days: {', '.join(map(str, self.settings.working_days))})")
         elif number is None or number not in self.periods:
             plan.reject(f"unknown period {values['period_number']!r}")
         else:
-            return staff["_id"], day, self.periods[number].id
+            return staff["_id"], day, self.periods[number]
         return None
 
     @staticmethod
@@ -274,16 +322,12 @@ class TimetableSnapshot:
         elif stored.get("assignment_type") == "self_allocated" or stored.get("is_locked"):
             plan.reject("the staff member holds a locked self-allocation in this slot")
 
-    def _check_free(self, plan: SlotPlan, slot: dict) -> None:
+    def _check_free(self, plan: SlotPlan, slot: PlannedSlot) -> None:
         """No other assignment of the slot (stored, or planned earlier in the file) teaches
         one of the classes or uses one of the rooms, unless the school allows overlapping."""
-        if self.settings.allow_overlapping_assignments:
+        if self.overlapping:
             return
-        held = set()
-        for other in slot["assignments"]:
-            if other["id"] != plan.document["id"]:
-                held |= class_keys(other.get("classes", []))
-        clash = sorted(class_keys(plan.document["classes"]) & held)
+        clash = slot.clashes(plan.document, plan.keys)
         if clash:
             plan.reject(_double_booking(*clash[0]), plan.line_of(*clash[0]))
 
@@ -297,16 +341,14 @@ class TimetableSnapshot:
         return UPDATED
 
     @staticmethod
-    def _apply(plan: SlotPlan, slot: dict) -> None:
+    def _apply(plan: SlotPlan, slot: PlannedSlot) -> None:
         """Put the plan into the snapshot's copy of its slot, for the groups after it."""
         if plan.status == CREATED:
-            slot["assignments"].append(plan.document)
+            slot.put(plan.document, plan.keys)
         elif plan.status == UPDATED:
-            index = slot["assignments"].index(plan.stored)
-            slot["assignments"][index] = {
-                **plan.stored, "classes": plan.document["classes"],
-                "version": plan.stored.get("version", 0) + 1,
-                "updated_at": plan.document["updated_at"]}
+            slot.put({**plan.stored, "classes": plan.document["classes"],
+                      "version": plan.stored.get("version", 0) + 1,
+                      "updated_at": plan.document["updated_at"]}, plan.keys)
 
     # writing
 
@@ -331,7 +373,7 @@ class TimetableSnapshot:
         self._record_audit([p for p in plans if p.live])
 
     def _operation(self, key: tuple, plans: list[SlotPlan], batch: ObjectId):
-        stored, planned = self.stored.get(key), self.planned[key]
+        stored, planned = self.stored.get(key), self.planned[key].document
         if stored is None:
             return InsertOne(planned)
         guard = {"_id": stored[0], "school_id": self.ctx.school_id, "version": stored[1]}
@@ -363,7 +405,7 @@ class TimetableSnapshot:
         return failed
 
     def _written(self, key: tuple) -> None:
-        planned = self.planned[key]
+        planned = self.planned[key].document
         if key in self.stored:
             planned["version"] = self.stored[key][1] + 1
         self.stored[key] = (planned["_id"], planned["version"])

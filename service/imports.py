@@ -132,7 +132,8 @@ def _timetable_kinds() -> list[ImportKind]:
             optional=("room_number", "student_count"),
             importer=import_assignments, exporter=export_assignments,
             preload=preload_assignments,
-            group_by=("staff", "day_of_week", "period_number"),
+            # a slot (day, period) is one document: its rows in one batch, one write
+            group_by=("day_of_week", "period_number"),
             unique=(("staff", "day_of_week", "period_number", "class_id"),), module="timetable",
             notes=["One row per class; rows with the same (staff, day_of_week, period_number) "
                    "are the classes of one assignment. `staff` is the staff member's "
