@@ -172,5 +172,67 @@ def print_table(figures: dict) -> None:
           "write, and one audit event for the assignments it created.")
 
 
+# ---------------------------------------------------------------------------- students
+
+STUDENT_ROWS = 20_000
+GROUP_SIZE = 100
+
+
+def measure_students(rows: int = STUDENT_ROWS, batch_size: int = 1000, log=print) -> float:
+    """Rows per second of `rota import students` for `rows` generated students of one program
+    on a throwaway SecantusDB (then of `group-memberships` placing them all in week 1,
+    printed only)."""
+    data_dir = Path(tempfile.mkdtemp(prefix="rota-bench-students-"))
+    server = embedded.start(data_dir / "db")
+    try:
+        connect(server.uri + "rota_bench_students")
+        ensure_indexes(all_documents())
+        students_file, memberships_file = write_student_rows(data_dir, rows)
+        log(f"{rows:,} student rows for one program; batches of {batch_size}")
+        rates = {}
+        for kind, path in (("students", students_file), ("group-memberships",
+                                                          memberships_file)):
+            started = time.perf_counter()
+            code = run_import(kind, path, SCHOOL_CODE, batch_size=batch_size,
+                              report_path=data_dir / f"{kind}.report.csv", out=io.StringIO())
+            rates[kind] = rows / (time.perf_counter() - started)
+            if code != 0:
+                raise RuntimeError(f"the {kind} import answered {code}; see "
+                                   f"{data_dir / f'{kind}.report.csv'}")
+            log(f"  {kind}: {rates[kind]:,.0f} rows/s")
+        disconnect()
+        return rates["students"]
+    finally:
+        server.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def write_student_rows(data_dir: Path, rows: int) -> tuple[Path, Path]:
+    """A school with the weekly groups on, one program with a group per GROUP_SIZE students,
+    and the two files: every student, and every student's group in week 1."""
+    from service.weekly_groups import WeeklyGroups
+
+    company = Company(name="Bench Company").save()
+    school = School(company_id=company.id, name="Bench School", code=SCHOOL_CODE,
+                    modules=ModuleSwitches(weekly_groups=True)).save()
+    groups = WeeklyGroups(school_context(SYSTEM, school.id))
+    program = groups.create_program("Bench Program", max_weeks=4)
+    for number in range(-(-rows // GROUP_SIZE)):
+        groups.create_group(program.id, f"Group {number}", "Blue", max_size=GROUP_SIZE)
+    students, memberships = data_dir / "students.csv", data_dir / "memberships.csv"
+    with open(students, "w", newline="") as s_handle, \
+            open(memberships, "w", newline="") as m_handle:
+        s_writer, m_writer = csv.writer(s_handle), csv.writer(m_handle)
+        s_writer.writerow(("program", "customer_id", "name", "ability_level", "birth_date",
+                           "email"))
+        m_writer.writerow(("program", "week_number", "group", "customer_id"))
+        for n in range(rows):
+            s_writer.writerow(("Bench Program", f"C{n:06d}", f"Student {n}", "Blue",
+                               f"{2010 + n % 8}-{n % 12 + 1:02d}-{n % 28 + 1:02d}",
+                               f"student{n}@bench.test"))
+            m_writer.writerow(("Bench Program", 1, f"Group {n // GROUP_SIZE}", f"C{n:06d}"))
+    return students, memberships
+
+
 if __name__ == "__main__":
     sys.exit(main())

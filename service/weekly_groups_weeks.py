@@ -139,9 +139,13 @@ class WeekChange:
         plan(week, self)
         if not self.records and not self.touched:
             return None
-        # the whole list: one form every backend applies alike, safe under the version
-        return {"$set": {"groups": self.groups, "last_moves": self.records,
-                         "updated_at": self.now}}
+        if len(self.groups) == len(week.get("groups") or []):
+            # only the groups touched (a week may hold thousands of members); their indexes
+            # are those the compare-and-set on the version vouches for
+            changed = {f"groups.{index}": self.groups[index] for index in self.touched}
+        else:  # groups added: the whole list, one form every backend applies alike
+            changed = {"groups": self.groups}
+        return {"$set": {**changed, "last_moves": self.records, "updated_at": self.now}}
 
     def _start(self, week: dict) -> None:
         self.groups = copy.deepcopy(week.get("groups") or [])
