@@ -211,3 +211,19 @@ def test_the_invariant_check_names_misplaced_and_doubled_students(kit, world):
         f"track {track['id']}: student {pupils[0].id} assigned to {stranger}, who does not "
         f"teach it"]
 
+
+
+def test_a_long_list_of_students_is_checked_against_the_schools_students(kit, world,
+                                                                          monkeypatch):
+    monkeypatch.setattr("service.tracks_students.IN_LIMIT", 1)  # what thousands of ids take
+    track = kit.track()
+    kit.add_instructors(track, [world.staff])
+    foreign = world.add_user(world.other_school, "student")
+    bad = kit.post(f"/tracks/{track['id']}/students", {"student_ids": [
+        str(world.student.id), str(world.staff2.id), str(foreign.id)]})
+    assert bad.status_code == 422
+    assert bad.json["error"]["details"]["student_ids"] == [
+        f"Not a student of this school: {world.staff2.id}",
+        f"Not a student of this school: {foreign.id}"]
+    pupils = kit.students(3)
+    assert len(kit.enrol(track, pupils).json["enrolled"]) == 3
