@@ -270,7 +270,10 @@ def unenrol_student(ctx, track_id, student_id):
 def reassign_student(ctx, body, track_id, student_id):
     """Move a student to another instructor of the track (school admins only). Audited with
     from/to; both instructors are notified. `warning: "imbalance"` when afterwards the busiest
-    instructor has more than 20% above the mean load."""
+    instructor has more than 20% above the mean load. A student already with that instructor
+    (also when a parallel identical request moved them first): 200 with
+    `previous_instructor_id` equal to `instructor_id`, and nothing written, audited or
+    notified."""
     return TrackStudents(ctx).reassign(track_id, student_id, **body)
 
 
@@ -279,7 +282,8 @@ def reassign_student(ctx, body, track_id, student_id):
 @school_route(module="tracks", roles=ADMIN_ROLES)
 def balance_students(ctx, track_id):
     """Rebalance (admins): afterwards the most and the least loaded instructor differ by at
-    most one student, and no more students moved than that needs."""
+    most one student, and no more students moved than that needs (the newest enrolments of
+    the busiest instructors). Each moved student gets a `balance` audit event."""
     return TrackStudents(ctx).balance(track_id)
 
 
