@@ -1,7 +1,8 @@
 """The `assignments` import kind: the regular timetable from the school's planning system.
 
 Rows are classes; the rows of one (staff, day_of_week, period_number) are the classes of one
-assignment and arrive in the same batch (ImportKind.group_by). The same rules as the API hold
+assignment. Every row of a slot (day_of_week, period_number) arrives in the same batch
+(ImportKind.group_by), so a slot is written once per file. The same rules as the API hold
 (service/timetable_assignments.py): a staff member, a class or a room is booked once per slot
 unless the school allows overlapping. A file is imported as:
 

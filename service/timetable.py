@@ -255,23 +255,22 @@ def write_settings(school_id, apply, dry_run: bool = False):
     try:
         change(collection, school_id, {}, plan, what="timetable settings")
     except NotFound:
-        if not _create_settings(school_id):
-            raise  # the settings exist: the NotFound came from `apply`
+        # no settings yet (or `apply` found no such period: then the retry says so again)
+        _create_settings(school_id)
         change(collection, school_id, {}, plan, what="timetable settings")
     return outcome[0]
 
 
-def _create_settings(school_id) -> bool:
-    """Insert the default settings unless they exist; True when they did not."""
+def _create_settings(school_id) -> None:
+    """Insert the default settings unless they exist."""
     defaults = TimetableSettings(school_id=school_id).to_mongo().to_dict()
     defaults.pop("_id", None)
     defaults.pop("school_id")
     try:
-        return TimetableSettings._get_collection().update_one(
-            {"school_id": school_id}, {"$setOnInsert": defaults},
-            upsert=True).upserted_id is not None
+        TimetableSettings._get_collection().update_one(
+            {"school_id": school_id}, {"$setOnInsert": defaults}, upsert=True)
     except DuplicateKeyError:  # a parallel request created them meanwhile
-        return True
+        pass
 
 
 def permissions_of(school_id, departments) -> dict[str, DepartmentPermission]:
