@@ -45,15 +45,15 @@ class WeekMoves(WeeklyService):
         staying: list = []
 
         def plan(week_doc: dict, change: WeekChange) -> None:
-            if not any(g["group_id"] == target for g in week_doc["groups"]):
+            if target not in change.indexes:
                 raise ValidationFailed("group_id is not a group of this program.",
                                        {"group_id": ["Not a group of this program."]},
                                        code="group_not_in_program")
             staying[:] = [s for s in students if change.current.get(s) == target]
             moving = [s for s in students if s not in staying]
-            max_size = change.groups[change.index(target)]["max_size"]
-            if change.members(target) + len(moving) > max_size:
-                raise group_full(max_size, len(moving))
+            group = change.group(target)
+            if len(group["members"]) + len(moving) > group["max_size"]:
+                raise group_full(group["max_size"], len(moving))
             for student_id in moving:
                 change.place(student_id, target)
 

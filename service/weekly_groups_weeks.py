@@ -119,6 +119,7 @@ class WeekChange:
         self.reason = reason
         self.now = utcnow()
         self.groups: list[dict] = []
+        self.indexes: dict = {}  # group id -> its index in `groups`
         self.version = 0
         self.records: list[dict] = []
         self.touched: set[int] = set()
@@ -148,16 +149,24 @@ class WeekChange:
         return {"$set": {**changed, "last_moves": self.records, "updated_at": self.now}}
 
     def _start(self, week: dict) -> None:
-        self.groups = copy.deepcopy(week.get("groups") or [])
+        # groups are copied when first touched: a week may hold thousands of members
+        self.groups = list(week.get("groups") or [])
+        self.indexes = {group["group_id"]: i for i, group in enumerate(self.groups)}
         self.version = week.get("version") or 0
         self.current = placements(week)
         self.records, self.touched = [], set()
 
-    def members(self, group_id) -> int:
-        return len(self.groups[self.index(group_id)]["members"])
+    def _touch(self, group_id) -> dict:
+        """The group of this change, copied from the document read when first touched."""
+        index = self.indexes[group_id]
+        if index not in self.touched:
+            group = self.groups[index]
+            self.groups[index] = {**group, "members": list(group["members"])}
+            self.touched.add(index)
+        return self.groups[index]
 
-    def index(self, group_id) -> int:
-        return next(i for i, g in enumerate(self.groups) if g["group_id"] == group_id)
+    def group(self, group_id) -> dict:
+        return self.groups[self.indexes[group_id]]
 
     def place(self, student_id, group_id, joined_at: datetime | None = None) -> None:
         """The student into the group this week (None: into no group). No capacity check:
@@ -166,28 +175,23 @@ class WeekChange:
         if previous == group_id:
             return
         if previous is not None:
-            index = self.index(previous)
-            self.groups[index]["members"] = [m for m in self.groups[index]["members"]
-                                             if m["student_id"] != student_id]
-            self.touched.add(index)
+            left = self._touch(previous)
+            left["members"] = [m for m in left["members"] if m["student_id"] != student_id]
         if group_id is not None:
-            index = self.index(group_id)
-            self.groups[index]["members"].append(
+            self._touch(group_id)["members"].append(
                 {"student_id": student_id, "joined_at": joined_at or self.now})
-            self.touched.add(index)
         self.current[student_id] = group_id
         self.records.append(self._record(student_id, previous, group_id))
 
     def set_group(self, group_id, **fields) -> None:
         """Change the week's fields of a group (name, instructor, max_size)."""
-        index = self.index(group_id)
-        if any(self.groups[index].get(k) != v for k, v in fields.items()):
-            self.groups[index].update(fields)
-            self.touched.add(index)
+        if any(self.group(group_id).get(k) != v for k, v in fields.items()):
+            self._touch(group_id).update(fields)
 
     def add_group(self, snapshot: dict) -> None:
         """A group the week lacks (its snapshot), appended."""
-        if not any(g["group_id"] == snapshot["group_id"] for g in self.groups):
+        if snapshot["group_id"] not in self.indexes:
+            self.indexes[snapshot["group_id"]] = len(self.groups)
             self.groups.append(copy.deepcopy(snapshot))
             self.touched.add(len(self.groups) - 1)
 
