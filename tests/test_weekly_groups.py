@@ -261,7 +261,7 @@ def test_move_body_is_validated(client, world):
     response = client.post(world.url(f"/programs/{program.id}/weeks/1/moves"),
                            json={"student_ids": []}, headers=world.headers("admin"))
     assert response.status_code == 422
-    assert set(response.json["error"]["details"]) == {"student_ids", "group_id"}
+    assert {"student_ids", "group_id"} <= set(response.json["error"]["details"])
 
 
 # ------------------------------------------------------------------------- names, instructors
