@@ -36,7 +36,7 @@ from pymongo.errors import BulkWriteError
 
 from documents.accounts import User
 from documents.base import utcnow
-from documents.timetable import TimetableSettings, booking_key, booking_keys
+from documents.timetable import TimetableSettings, booking_key
 from service import audit
 from service.context import SchoolContext
 from service.imports import CREATED, UNCHANGED, UPDATED, Row, RowResult, rejected
@@ -96,14 +96,10 @@ def slot_document(school_id, day_of_week: int, period_id, assignments: list[dict
 
 
 def class_keys(classes: list[dict]) -> set[tuple[str, str]]:
-    """`booking_keys` of stored class dicts."""
-    return booking_keys([_ClassKeys(c["class_id"], c.get("room_number")) for c in classes])
-
-
-@dataclass
-class _ClassKeys:
-    class_id: str
-    room_number: str | None
+    """`booking_keys` of stored class dicts (the same keys; tests compare the two)."""
+    keys = {("class", booking_key(c["class_id"])) for c in classes}
+    rooms = {booking_key(c["room_number"]) for c in classes if c.get("room_number")}
+    return keys | {("room", room) for room in rooms if room}
 
 
 @dataclass

@@ -15,12 +15,13 @@ from bson import ObjectId
 
 from documents.audit import AuditEvent
 from documents.base import utcnow
-from documents.timetable import Assignment, TimetableSlot, booking_keys
+from documents.timetable import Assignment, ClassInfo, TimetableSlot, booking_keys
 from service.context import SYSTEM
 from service.import_timetable import (
     TimetableSnapshot,
     assignment_document,
     assignment_id_for,
+    class_keys,
     slot_document,
 )
 from service.imports import IMPORTERS
@@ -291,6 +292,10 @@ def test_documents_built_as_dicts_match_the_documents_shapes(world, timetable):
     assert slot == TimetableSlot(id=slot["_id"], school_id=world.school.id, created_at=now,
                                  day_of_week=2, period_id=period_id,
                                  assignments=[modelled]).to_mongo().to_dict()
+    messy = [{"class_id": " 7a ", "subject": "M", "room_number": "Room  1"},
+             {"class_id": "7B", "subject": "M", "room_number": "  "}, {"class_id": "8C",
+                                                                      "subject": "M"}]
+    assert class_keys(messy) == booking_keys([ClassInfo(**c) for c in messy])
 
 
 def domain_state(world) -> list:
