@@ -26,11 +26,22 @@ class Authenticator:
         email = email.strip().lower()
         self._refuse_if_throttled(email)
         user = User.objects(email=email, is_active=True).first()
-        if user is None or not verify_password(password, user.password_hash):
+        # An unknown email verifies a dummy hash: the answer takes as long as a wrong password.
+        if not verify_password(password, user.password_hash if user else None):
             self._count_failure(email, user)
             raise Unauthorized(BAD_CREDENTIALS, code="bad_credentials")
         LoginFailure.objects(email=email).delete()
+        self._upgrade_hash(user, password)
         return user
+
+    def _upgrade_hash(self, user: User, password: str) -> None:
+        """Replace an older hash (scrypt) by argon2id now that the password is known; only if
+        no password change landed meanwhile (the filter names the hash just verified)."""
+        from service.passwords import hash_password, needs_rehash
+
+        if needs_rehash(user.password_hash):
+            User.objects(id=user.id, password_hash=user.password_hash).update_one(
+                set__password_hash=hash_password(password))
 
     def user(self, user_id) -> User:
         user = User.objects(id=user_id, is_active=True).first()
