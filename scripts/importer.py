@@ -29,6 +29,7 @@ from pymongo.errors import PyMongoError
 from documents.accounts import School
 from documents.connection import failure_reason
 from service.context import SYSTEM, SchoolContext
+from service.csv_cells import UTF8_BOM, neutralised, neutralised_row, restored
 from service.errors import DomainError, ModuleDisabled
 from service.imports import REJECTED, STATUSES, ImportKind, Row, RowResult, registry, rejected
 from service.tenancy import school_context
@@ -221,7 +222,8 @@ def _add_csv_row(parsed: ParsedFile, line: int, header: list[str], cells: list[s
         parsed.rejected.append(RowResult(line, REJECTED,
                                          f"{len(cells)} cells but {len(header)} columns"))
         return
-    parsed.rows.append(Row(line, {name: cell.strip() for name, cell
+    # restored: the quote `rota export` put before a leading -, =, +, @ goes (csv_cells.py).
+    parsed.rows.append(Row(line, {name: restored(cell.strip()) for name, cell
                                   in zip(header, cells, strict=False) if cell.strip()}))
 
 
@@ -384,8 +386,8 @@ def write_report(path: Path, kind: ImportKind, results: list[RowResult],
         for result in sorted(results, key=lambda r: r.line):
             if result.status == REJECTED:
                 row = values.get(result.line, {})
-                writer.writerow((result.line, result.key or "", result.reason or "",
-                                 *(row.get(c, "") for c in kind.columns)))
+                writer.writerow(map(neutralised, (result.line, result.key, result.reason,
+                                                  *(row.get(c) for c in kind.columns))))
 
 
 def _print_summary(out: TextIO, kind: ImportKind, file, school_code: str,
@@ -405,17 +407,19 @@ def _print_summary(out: TextIO, kind: ImportKind, file, school_code: str,
 
 # ---------------------------------------------------------------------------- export
 
-def run_export(kind: str, school_code: str, output: Path | None = None) -> int:
-    """Write the school's KIND as CSV in the import's columns; return the exit code."""
+def run_export(kind: str, school_code: str, output: Path | None = None,
+               bom: bool = False) -> int:
+    """Write the school's KIND as CSV in the import's columns (after a UTF-8 byte order mark
+    with `bom`, for spreadsheets); return the exit code."""
     try:
         import_kind = _kind(kind)
         ctx = _school(school_code, import_kind.module)
         rows = import_kind.exporter(ctx)
         if output is None:
-            write_csv(sys.stdout, import_kind, rows)
+            write_csv(sys.stdout, import_kind, rows, bom)
         else:
             with open(output, "w", newline="", encoding="utf-8") as handle:
-                write_csv(handle, import_kind, rows)
+                write_csv(handle, import_kind, rows, bom)
     except UnusableInput as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_UNUSABLE
@@ -425,8 +429,13 @@ def run_export(kind: str, school_code: str, output: Path | None = None) -> int:
     return EXIT_OK
 
 
-def write_csv(handle: TextIO, kind: ImportKind, rows: Iterable[dict[str, str]]) -> None:
+def write_csv(handle: TextIO, kind: ImportKind, rows: Iterable[dict[str, str]],
+              bom: bool = False) -> None:
+    """Cells that a spreadsheet would run as formulas are neutralised (service/csv_cells.py);
+    the import reads them back as they were."""
+    if bom:
+        handle.write(UTF8_BOM)
     writer = csv.DictWriter(handle, fieldnames=kind.columns, extrasaction="ignore")
     writer.writeheader()
     for row in rows:
-        writer.writerow({c: "" if row.get(c) is None else row[c] for c in kind.columns})
+        writer.writerow(neutralised_row({c: row.get(c) for c in kind.columns}))
