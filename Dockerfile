@@ -5,7 +5,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     ROTA_ENV=production \
-    ROTA_VAR_DIR=/tmp/rota
+    ROTA_VAR_DIR=/tmp/rota \
+    PROMETHEUS_MULTIPROC_DIR=/tmp/rota/metrics
 
 WORKDIR /app
 COPY setup.cfg pyproject.toml README.md ./
@@ -18,6 +19,7 @@ RUN pip install --no-cache-dir . \
 
 USER rota
 EXPOSE 8000
-# Indexes are created by each worker at start (idempotent on MongoDB).
-CMD ["gunicorn", "--bind", "0.0.0.0:8000", "--workers", "4", "--timeout", "60", \
-     "--access-logfile", "-", "api:create_app()"]
+# Indexes are created by each worker at start (idempotent on MongoDB). JSON logs, the
+# configuration checked in the master, /metrics over every worker: scripts/gunicorn_config.py.
+CMD ["gunicorn", "--config", "python:scripts.gunicorn_config", "--bind", "0.0.0.0:8000", \
+     "--workers", "4", "--timeout", "60", "api:create_app()"]

@@ -14,7 +14,11 @@ from flask import Flask
 from flask_smorest import Api
 from pymongo.errors import ConnectionFailure
 
-from api import config, errors
+from api import config, errors, logs
+from api.csv_responses import init_csv_responses
+from api.idempotency import init_idempotency
+from api.metrics import init_metrics
+from api.request_ids import init_request_ids
 from api.schemas import ErrorSchema
 from api.security import init_security
 from documents import all_documents
@@ -38,6 +42,7 @@ def blueprint_modules():
 def create_app(overrides: dict | None = None) -> Flask:
     app = Flask("rota")
     app.config.update(config.load(overrides))
+    logs.configure(app.config["ROTA_LOG_LEVEL"])
     app.json.sort_keys = False
     connect(app.config["MONGODB_URI"])
     if app.config["ROTA_CREATE_INDEXES"]:
@@ -46,7 +51,14 @@ def create_app(overrides: dict | None = None) -> Flask:
         except ConnectionFailure as exc:
             # Start anyway: requests answer 503 until the database is back.
             log.warning("could not create indexes, database unreachable: %s", exc)
+    # Hooks run in this order: the request id and the clock first, so that every answer,
+    # even one refused by a later hook, has both; the idempotency key once the caller is known.
+    init_request_ids(app)
+    logs.init_access_log(app)
     init_security(app)
+    init_idempotency(app)
+    init_csv_responses(app)
+    init_metrics(app)
     api = RotaApi(app)
     for module in blueprint_modules():
         api.register_blueprint(module.blp, url_prefix=URL_PREFIX + (module.blp.url_prefix or ""))

@@ -10,6 +10,7 @@ from mongoengine.errors import ValidationError as DocumentValidationError
 from pymongo.errors import ConnectionFailure, OperationFailure
 from werkzeug.exceptions import HTTPException
 
+from api.request_ids import request_id
 from documents.connection import is_duplicate_key
 from service import errors
 
@@ -35,7 +36,10 @@ DATABASE_DOWN = "The database is unreachable right now; try again shortly."
 
 
 def error_response(status: int, code: str, message: str, details: dict | None = None):
-    response = jsonify({"error": {"code": code, "message": message, "details": details or {}}})
+    """The contract's error body; `details.request_id` ties it to the response's
+    X-Request-ID and to the log lines of the request."""
+    details = {**(details or {}), "request_id": request_id()}
+    response = jsonify({"error": {"code": code, "message": message, "details": details}})
     response.status_code = status
     return response
 

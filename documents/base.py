@@ -34,6 +34,8 @@ UNSHARDED = {
     "revoked_tokens": "checked by token id before any school is known; expire by TTL",
     "login_failures": "counted per email before any school is known; expire by TTL",
     "notifications": "read by their recipient, and a company admin's span schools",
+    "idempotency_keys": "a caller's keys, read by _id (caller and key) before any school is "
+                        "known, also on routes without one; short-lived (TTL, 24 h)",
 }
 
 

@@ -28,6 +28,15 @@ def warn(message: str) -> None:
     click.secho(message, fg="yellow", err=True)
 
 
+class BadConfiguration(click.ClickException):
+    """A wrong ROTA_* variable: one line naming it and exit code 2, before anything starts."""
+
+    exit_code = 2
+
+
+GUNICORN = [sys.executable, "-m", "gunicorn", "--config", "python:scripts.gunicorn_config"]
+
+
 class NoDatabase(click.ClickException):
     """No database to work on: one line and exit code 3, the code of every command for it."""
 
@@ -125,21 +134,23 @@ def main():
 @click.option("--workers", default=4, show_default=True, help="gunicorn worker processes")
 @click.option("--db-port", default=DEFAULT_DB_PORT, show_default=True, help=DB_PORT_HELP)
 def serve(host, port, workers, db_port):
-    """Serve the API with gunicorn; starts the embedded database unless MONGODB_URI is set."""
-    from api.config import jwt_secret
+    """Serve the API with gunicorn; starts the embedded database unless MONGODB_URI is set.
+    Logs are JSON lines on standard error; /metrics adds up every worker."""
+    from api.config import ConfigError, jwt_secret, rota_env, validate
 
-    environment = os.environ.get("ROTA_ENV", "development")
     try:
-        jwt_secret(environment)
-    except RuntimeError as exc:
-        raise click.ClickException(str(exc)) from None
+        validate()
+        jwt_secret(rota_env())
+    except ConfigError as exc:
+        raise BadConfiguration(str(exc)) from None
     with database(db_port) as uri:
         connect(uri)
         _seed_demo_when_empty()
-        env = {**os.environ, "MONGODB_URI": uri, "ROTA_CREATE_INDEXES": "0"}
-        cmd = [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}",
-               "--workers", str(workers), "--timeout", "60",
-               "--graceful-timeout", "10", "--access-logfile", "-", "api:create_app()"]
+        env = {**os.environ, "MONGODB_URI": uri, "ROTA_CREATE_INDEXES": "0",
+               # emptied by gunicorn's on_starting hook: each run counts from zero
+               "PROMETHEUS_MULTIPROC_DIR": str(var_dir() / "metrics")}
+        cmd = [*GUNICORN, "--bind", f"{host}:{port}", "--workers", str(workers),
+               "--timeout", "60", "--graceful-timeout", "10", "api:create_app()"]
         click.echo(f"Rota API on http://{host}:{port}/api/v1 (docs: /api/v1/docs); "
                    f"database {uri}. Ctrl-C stops it.")
         _run_until_stopped(cmd, env)
@@ -267,15 +278,17 @@ def import_command(kind, file, school_code, dry_run, report_path, batch_size, db
 @click.option("--school", "school_code", required=True)
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
               help="file to write (default: standard output)")
+@click.option("--bom", is_flag=True, help="start with a UTF-8 byte order mark (for Excel)")
 @click.option("--db-port", default=DEFAULT_DB_PORT, show_default=True, help=DB_PORT_HELP)
-def export_command(kind, school_code, output, db_port):
-    """Export KIND as CSV that `rota import` reads back to no change. Exit code: 0 written,
-    2 unknown kind or school, 3 the database is unreachable or failed."""
+def export_command(kind, school_code, output, bom, db_port):
+    """Export KIND as CSV that `rota import` reads back to no change. Cells starting with
+    =, +, -, @ get a leading ' (spreadsheets must not run them), which the import removes.
+    Exit code: 0 written, 2 unknown kind or school, 3 the database is unreachable or failed."""
     from scripts.importer import run_export
 
     with database(db_port) as uri:
         connect(uri)
-        code = run_export(kind, school_code, output)
+        code = run_export(kind, school_code, output, bom)
     sys.exit(code)
 
 

@@ -24,6 +24,7 @@ class LiveServer:
     process: subprocess.Popen
     base_url: str
     uri: str
+    log_path: Path  # gunicorn's output: the JSON log lines of every worker
     world: object = None  # tests attach their World here
 
     def url(self, path: str) -> str:
@@ -47,13 +48,16 @@ def start_live_server(uri: str, jwt_secret: str, log_dir: Path, workers: int = 4
     disconnect()
     port = free_port()
     env = {**os.environ, "MONGODB_URI": uri, "ROTA_JWT_SECRET": jwt_secret,
-           "ROTA_CREATE_INDEXES": "0", "ROTA_ENV": "test"}
-    log = open(log_dir / "gunicorn.log", "ab")
+           "ROTA_CREATE_INDEXES": "0", "ROTA_ENV": "test",
+           "PROMETHEUS_MULTIPROC_DIR": str(log_dir / "metrics")}
+    log_path = log_dir / "gunicorn.log"
+    log = open(log_path, "ab")
     process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers",
-         str(workers), "--timeout", "60", "api:create_app()"],
+        [sys.executable, "-m", "gunicorn", "--config", "python:scripts.gunicorn_config",
+         "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--timeout", "60",
+         "api:create_app()"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    server = LiveServer(process, f"http://127.0.0.1:{port}", uri)
+    server = LiveServer(process, f"http://127.0.0.1:{port}", uri, log_path)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
