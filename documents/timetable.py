@@ -22,7 +22,9 @@ timetable_slots          one per (school_id, day_of_week, period_id), unique: th
                          check and the write cannot be separated. An assignment's own `version`
                          counts its changes (the API shows it). Indexes: (school_id,
                          assignments.id) finds an assignment's slot, (school_id,
-                         assignments.staff_id) a staff member's week.
+                         assignments.staff_id) a staff member's week, (school_id,
+                         assignments.original_staff_id) the lessons they gave away. A slot
+                         stays (empty) when its last assignment goes.
 timetable_alteration_requests
                          see AlterationRequest; accept touches two aggregates (the request and
                          the slot) in an order that `rota repair` can settle.

@@ -166,3 +166,24 @@ def test_parallel_creates_in_one_slot_without_clash_all_land(live):
     assert sorted(str(a.id) for a in slot.assignments) == sorted(r.json()["id"]
                                                                  for r in responses)
     assert slot.version == 8
+
+
+def test_parallel_adds_of_one_class_to_two_lessons_of_a_slot_give_one(live):
+    """Adding a class re-checks the whole slot inside its compare-and-set: of 10 parallel
+    adds of class 9-Z to two lessons of one slot, exactly one lands."""
+    world = live.world
+    period = first_period(live)
+    admin = world.headers("admin")
+    lessons = [post(live, "/timetable/assignments", body_for(person, period, name, None),
+                    admin).json()["id"] for person, name in ((world.staff, "A"),
+                                                             (world.staff2, "B"))]
+
+    responses = parallel(10, lambda i: post(
+        live, f"/timetable/assignments/{lessons[i % 2]}/classes",
+        {"class_id": "9-Z", "subject": "Art"}, admin))
+
+    assert Counter(r.status_code for r in responses) == {201: 1, 409: 9}
+    assert {r.json()["error"]["code"] for r in responses if r.status_code == 409} <= \
+        {"class_taken", "class_already_assigned"}
+    taught = [c.class_id for a in stored_slot(world, period).assignments for c in a.classes]
+    assert sorted(taught) == ["9-Z", "A", "B"]
