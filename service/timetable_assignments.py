@@ -68,13 +68,13 @@ class Assignments(SchoolService):
         return paginate_list(found, page, page_size)
 
     def get_assignment(self, assignment_id) -> Assignment:
-        assignment = find_assignment(self.school_id, object_id(assignment_id, "assignment"))
-        if assignment is None or (not self.actor.is_admin
-                                  and assignment.staff_id != self.actor.user_id):
+        """Admins see any assignment, staff their own (404 for the others')."""
+        assignment = self._find(assignment_id)
+        if not self.actor.is_admin and assignment.staff_id != self.actor.user_id:
             raise NotFound(f"No assignment with id {assignment_id!r}.")
         return assignment
 
-    def _admin_get(self, assignment_id, what: str = "assignment") -> Assignment:
+    def _find(self, assignment_id, what: str = "assignment") -> Assignment:
         assignment = find_assignment(self.school_id, object_id(assignment_id, what))
         if assignment is None:
             raise NotFound(f"No {what} with id {assignment_id!r}.")
@@ -207,11 +207,11 @@ class Assignments(SchoolService):
 
     def delete(self, assignment_id) -> None:
         self.require_admin()
-        self._remove(self._admin_get(assignment_id), "delete")
+        self._remove(self._find(assignment_id), "delete")
 
     def delete_self_allocation(self, assignment_id) -> None:
         """Admins only: self-allocations are locked for staff, their own included."""
-        assignment = self._admin_get(assignment_id, "self-allocation")
+        assignment = self._find(assignment_id, "self-allocation")
         if assignment.assignment_type != "self_allocated":
             raise NotFound(f"No self-allocation with id {assignment_id!r}.")
         if not self.actor.is_admin:
@@ -235,7 +235,7 @@ class Assignments(SchoolService):
     def override(self, assignment_id, new_staff_id, notes: str | None = None) -> Assignment:
         """Admins hand an assignment to someone else at once; both staff are told."""
         self.require_admin()
-        wanted = self._admin_get(assignment_id).id
+        wanted = self._find(assignment_id).id
         new_staff = self.member(new_staff_id, "new_staff_id", roles={"staff"})
         before = []
 
