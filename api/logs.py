@@ -38,6 +38,7 @@ def configure(level: str) -> None:
     logger already has them from its `logconfig_dict`)."""
     root = logging.getLogger()
     root.setLevel(level)
+    logging.captureWarnings(True)  # Python's warnings become JSON lines too
     if not any(isinstance(h.formatter, JsonFormatter) for h in root.handlers):
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(JsonFormatter())

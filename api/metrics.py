@@ -24,6 +24,7 @@ from prometheus_client import (
 
 from api.errors import error_response
 
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 REQUESTS = Counter("rota_http_requests", "HTTP requests by route template, method and status",
                    ["route", "method", "status"])
 LATENCY = Histogram("rota_http_request_duration_seconds", "Time to answer, by route template",
@@ -33,6 +34,7 @@ ROUND_TRIPS = Histogram("rota_db_round_trips", "Database round trips per request
 
 
 def observe(route: str, method: str, status: int, seconds: float, round_trips: int) -> None:
+    method = method if method in METHODS else "other"  # a label value per made-up method: no
     REQUESTS.labels(route, method, str(status)).inc()
     LATENCY.labels(route).observe(seconds)
     ROUND_TRIPS.labels(route).observe(round_trips)

@@ -401,3 +401,13 @@ def test_a_key_with_a_bad_token_leaves_the_answer_to_the_route(client, world):
     from documents.idempotency import IdempotencyRecord
 
     assert IdempotencyRecord.objects.count() == 0
+
+
+def test_made_up_methods_share_one_metrics_label(client):
+    before = client.get("/metrics").data.decode()
+    assert client.open("/api/v1/health/live", method="BREW").status_code == 405
+    after = client.get("/metrics").data.decode()
+    labels = dict(route="unmatched", method="other", status="405")
+    assert sample(after, "rota_http_requests_total", **labels) - sample(
+        before, "rota_http_requests_total", **labels) == 1
+    assert 'method="BREW"' not in after
