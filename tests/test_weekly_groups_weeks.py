@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from documents.weekly_groups import ProgramWeek, StudentMove
+from service import weekly_groups_weeks
 from service.errors import Conflict
 from service.weekly_groups_weeks import WeekChange
 from tests.helpers import REQUEST_OVERHEAD
@@ -58,13 +59,20 @@ def test_a_move_that_loses_a_race_plans_again_on_the_fresh_week(world, monkeypat
     assert StudentMove.objects(program_id=program.id).count() == 1
 
 
-def test_the_next_change_of_a_week_logs_what_a_crashed_one_did_not(world):
+def test_the_next_change_of_a_week_logs_what_a_crashed_one_did_not(world, monkeypatch):
     program = new_program(world)
     group = new_group(world, program, "G")
     first, second = new_students(world, program, 2)
     moves = movers(world)
-    moves.move_students(program.id, 1, [first["id"]], group.id)
-    StudentMove.objects(student_id=first["id"]).delete()  # died before writing its log
+
+    def killed(*args):
+        raise KeyboardInterrupt("killed")
+
+    with monkeypatch.context() as patch:  # dies between the week update and its log
+        patch.setattr(weekly_groups_weeks, "log_moves", killed)
+        with pytest.raises(KeyboardInterrupt):
+            moves.move_students(program.id, 1, [first["id"]], group.id)
+    assert StudentMove.objects(program_id=program.id).count() == 0
     moves.move_students(program.id, 1, [second["id"]], group.id)
     assert {m.student_id for m in StudentMove.objects(program_id=program.id)} \
         == {first["id"], second["id"]}
