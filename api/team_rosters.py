@@ -9,14 +9,13 @@ from marshmallow import fields, validate
 from api.schemas import BaseSchema, Id, PageArgs, Timestamp, page_of
 from api.security import school_route
 from documents.team_rosters import BACKFILL_SOURCES, LINKED_STATUSES
-from service.context import STAFF_ROLES
-from service.team_rosters import (
-    CourseGroups,
-    Evaluations,
-    NoteContexts,
-    ProjectAssessments,
-    ProjectTeams,
-)
+from service.context import ADMIN_ROLES, STAFF_ROLES
+from service.team_rosters import BACKFILL_FILTERS, CourseGroups, ProjectTeams
+from service.team_rosters_changes import RosterChanges
+from service.team_rosters_deletion import ProjectTeamsDeletion
+from service.team_rosters_history import TeamHistory
+from service.team_rosters_records import Evaluations, NoteContexts, ProjectAssessments
+from service.team_rosters_split import BALANCE_ATTRIBUTES, GroupSplits
 
 MODULE = "team_rosters"
 
@@ -78,6 +77,9 @@ class ProjectTeamSchema(BaseSchema):
     locked_reason = fields.String(allow_none=True)
     backfill_source = fields.String(allow_none=True, metadata={
         "description": f"null, or one of {', '.join(BACKFILL_SOURCES)} for migrated teams"})
+    superseded = fields.Boolean(metadata={
+        "description": "a newer version exists: new records cannot link this one (409 "
+                       "`superseded`); records linked already keep it"})
     created_at = Timestamp()
     updated_at = Timestamp()
 
@@ -107,7 +109,15 @@ class LinkedCreateSchema(BaseSchema):
 class LinkedListArgs(PageArgs):
     project_id = Id()
     project_team_id = Id()
+    student_id = Id(metadata={"description": "only records whose locked roster includes "
+                                             "this student"})
     status = fields.String(validate=validate.OneOf(LINKED_STATUSES))
+
+
+class PersonSchema(BaseSchema):
+    user_id = Id()
+    name = fields.String(allow_none=True)
+    role = fields.String(allow_none=True, metadata={"description": "the role in the team"})
 
 
 class LinkedSchema(BaseSchema):
@@ -124,6 +134,8 @@ class LinkedSchema(BaseSchema):
     team_name = fields.String()
     members_version = fields.Integer()
     member_ids = fields.List(Id())
+    members = fields.List(fields.Nested(PersonSchema), metadata={
+        "description": "the locked roster with names and the roles of the team version"})
     created_at = Timestamp()
 
 
@@ -187,6 +199,9 @@ def create_team(ctx, body, project_id):
 class TeamListArgs(PageArgs):
     latest = fields.Boolean(load_default=False, metadata={
         "description": "only the newest version of each team (the one evaluations use)"})
+    backfill_source = fields.String(validate=validate.OneOf(sorted(BACKFILL_FILTERS)), metadata={
+        "description": "only backfilled teams, for review: `group` (members copied from the "
+                       "course group) or `inferred` (members inferred from the records)"})
 
 
 @blp.route("/<school_id>/projects/<project_id>/teams", methods=["GET"])
@@ -255,6 +270,66 @@ def create_team_version(ctx, team_id):
     return ProjectTeams(ctx).new_version(team_id)
 
 
+@blp.route("/<school_id>/project-teams/<team_id>", methods=["DELETE"])
+@blp.response(204)
+@blp.alt_response(409, description="team_linked: a record links (locks) this version")
+@school_route(module=MODULE, roles=STAFF_ROLES)
+def delete_team(ctx, team_id):
+    """Delete one version of a team that nothing links. A project's unlinked teams also go
+    with the project (DELETE S/projects/{id})."""
+    ProjectTeamsDeletion(ctx).delete_team(team_id)
+
+
+class VersionDiffSchema(BaseSchema):
+    """What changed from one version of a team (`project_team_id`) to another (`other_id`)."""
+
+    project_team_id = Id()
+    other_id = Id()
+    from_version = fields.Integer()
+    to_version = fields.Integer()
+    added = fields.List(fields.Nested(PersonSchema), metadata={
+        "description": "in `other_id`, not in `project_team_id`"})
+    removed = fields.List(fields.Nested(PersonSchema), metadata={
+        "description": "in `project_team_id`, not in `other_id`"})
+    role_changed = fields.List(fields.Dict(), metadata={
+        "description": "`{user_id, name, role_before, role}` of members in both"})
+
+
+@blp.route("/<school_id>/project-teams/<team_id>/diff/<other_id>", methods=["GET"])
+@blp.response(200, VersionDiffSchema)
+@blp.alt_response(422, description="not_same_team: the two are not versions of one team")
+@school_route(module=MODULE)
+def diff_team_versions(ctx, team_id, other_id):
+    """Who was added and removed between two versions of one team, with names and roles."""
+    return TeamHistory(ctx).diff(team_id, other_id)
+
+
+class CorrectionSchema(BaseSchema):
+    members = fields.List(fields.Nested(MemberAddSchema), required=True,
+                          validate=validate.Length(max=500),
+                          metadata={"description": "the corrected roster, whole"})
+    relink_record_ids = fields.List(Id(), load_default=list, validate=validate.Length(max=500),
+                                    metadata={"description": "evaluations, assessments or "
+                                              "note contexts to move to the new version"})
+
+
+class CorrectionResultSchema(BaseSchema):
+    team = fields.Nested(ProjectTeamSchema, metadata={"description": "the new version"})
+    relinked_record_ids = fields.List(Id())
+
+
+@blp.route("/<school_id>/project-teams/<team_id>/correct", methods=["POST"])
+@blp.arguments(CorrectionSchema)
+@blp.response(201, CorrectionResultSchema)
+@blp.alt_response(409, description="record_closed: a named record is closed (nothing "
+                                   "written)")
+@school_route(module=MODULE, roles=ADMIN_ROLES)
+def correct_team(ctx, body, team_id):
+    """Correct a team (e.g. a backfilled one, found with `?backfill_source=`): a new version
+    with these members, locked when records move to it; each relinked record is audited."""
+    return RosterChanges(ctx).correct(team_id, body["members"], body["relink_record_ids"])
+
+
 # Evaluations, project assessments and note contexts: the same routes for each.
 
 def linked_routes(path: str, manager, what: str) -> None:
@@ -300,3 +375,86 @@ def linked_routes(path: str, manager, what: str) -> None:
 linked_routes("evaluations", Evaluations, "evaluation")
 linked_routes("project-assessments", ProjectAssessments, "project assessment")
 linked_routes("note-contexts", NoteContexts, "note context")
+
+
+class StudentTeamSchema(BaseSchema):
+    """The team version a student was in for one evaluation (or, without `evaluation_id`,
+    a current team no evaluation of theirs links yet)."""
+
+    evaluation_id = Id()
+    evaluation_title = fields.String()
+    evaluation_status = fields.String()
+    project_id = Id()
+    project_team_id = Id()
+    version = fields.Integer(metadata={"description": "the team version"})
+    team_name = fields.String(allow_none=True)
+    members = fields.List(fields.Nested(PersonSchema))
+
+
+@blp.route("/<school_id>/students/<user_id>/teams", methods=["GET"])
+@blp.response(200, StudentTeamSchema(many=True))
+@school_route(module=MODULE)
+def student_teams(ctx, user_id):
+    """Which team (and version, with its members) a student was in for each evaluation,
+    newest first, then their current teams no evaluation links. Students: only their own."""
+    return TeamHistory(ctx).student_teams(user_id)
+
+
+class LateJoinersSchema(BaseSchema):
+    user_ids = fields.List(Id(), required=True, validate=validate.Length(min=1, max=100))
+
+
+@blp.route("/<school_id>/evaluations/<evaluation_id>/late-joiners", methods=["POST"])
+@blp.arguments(LateJoinersSchema)
+@blp.response(200, LinkedSchema)
+@blp.alt_response(409, description="evaluation_closed; already_member")
+@school_route(module=MODULE, roles=STAFF_ROLES)
+def add_late_joiners(ctx, body, evaluation_id):
+    """Add students to an open evaluation: a new version of its team with them, to which the
+    evaluation moves (audited as a roster change while open). Other records keep theirs."""
+    return RosterChanges(ctx).late_joiners(evaluation_id, body["user_ids"])
+
+
+class SplitSchema(BaseSchema):
+    teams = fields.Integer(validate=validate.Range(min=1, max=500),
+                           metadata={"description": "how many teams (or give `size`)"})
+    size = fields.Integer(validate=validate.Range(min=1, max=500),
+                          metadata={"description": "about how many per team"})
+    seed = fields.Integer(validate=validate.Range(min=0, max=2**31 - 1), metadata={
+        "description": "same seed, same members: same teams; drawn and answered when absent"})
+    balance_by = fields.String(validate=validate.OneOf(BALANCE_ATTRIBUTES), metadata={
+        "description": "spread each value of this user attribute evenly over the teams"})
+    dry_run = fields.Boolean(load_default=False, metadata={"description": "preview only"})
+
+
+class SplitMemberSchema(BaseSchema):
+    user_id = Id()
+    name = fields.String(allow_none=True)
+    value = fields.String(allow_none=True, metadata={"description": "the balance_by value"})
+
+
+class SplitTeamSchema(BaseSchema):
+    id = Id(allow_none=True, metadata={"description": "the new course group (null in a "
+                                                      "dry run)"})
+    name = fields.String()
+    member_ids = fields.List(Id())
+    members = fields.List(fields.Nested(SplitMemberSchema))
+
+
+class SplitResultSchema(BaseSchema):
+    source_group_id = Id()
+    seed = fields.Integer()
+    balance_by = fields.String(allow_none=True)
+    dry_run = fields.Boolean()
+    teams = fields.List(fields.Nested(SplitTeamSchema))
+
+
+@blp.route("/<school_id>/groups/<group_id>/split", methods=["POST"])
+@blp.arguments(SplitSchema)
+@blp.response(200, SplitResultSchema)
+@school_route(module=MODULE, roles=STAFF_ROLES)
+def split_group(ctx, body, group_id):
+    """Split a course group into `teams` new course groups, or groups of about `size`:
+    shuffled by `seed`, or also balanced by an attribute. Team sizes differ by at most one.
+    `dry_run`: the same plan, nothing written."""
+    return GroupSplits(ctx).split(group_id, **body)

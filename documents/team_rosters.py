@@ -68,8 +68,22 @@ class ProjectTeam(SchoolOwned):
     locked_at = DateTimeField()
     locked_reason = StringField()
     backfill_source = StringField(choices=BACKFILL_SOURCES)
+    # Set once a newer version of the lineage exists; linking matches only `superseded: False`
+    # (service/team_rosters.py), so a new record never takes an old version.
+    superseded = BooleanField(default=False)
     updated_at = DateTimeField(default=utcnow)
     version = IntField(default=0)
+
+
+class ProjectTeamsClosing(SchoolOwned):
+    """A project (or sub-project) whose teams are being deleted with it: present from the
+    start of the project's deletion to its end. A team created for the project checks it after
+    its insert and takes itself back (service/team_rosters_deletion.py)."""
+
+    meta = {"collection": "project_teams_closing",
+            "indexes": [{"fields": ["school_id", "project_id"], "unique": True}]}
+
+    project_id = ObjectIdField(required=True)
 
 
 class TeamLinked(SchoolOwned):

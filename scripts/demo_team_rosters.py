@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from service.context import SchoolContext
 from service.projects import Projects
-from service.team_rosters import CourseGroups, Evaluations, ProjectAssessments, ProjectTeams
+from service.team_rosters import CourseGroups, ProjectTeams
+from service.team_rosters_records import Evaluations, ProjectAssessments
 
 
 def seed(ctx: SchoolContext, people: dict) -> None:
@@ -28,7 +29,7 @@ def seed(ctx: SchoolContext, people: dict) -> None:
                                                                      "Analyst"), strict=False)])
 
     review = Evaluations(ctx).create(fair.id, red_team["id"], "Mid-project review")
-    Evaluations(ctx).close(review.id)
+    Evaluations(ctx).close(review["id"])
     ProjectAssessments(ctx).create(fair.id, crew["id"], "Research plan assessment")
     second = teams.new_version(red_team["id"])
     if len(students) > half + 1:

@@ -14,6 +14,7 @@ from documents.tracks import Track
 from service.base import SchoolService
 from service.errors import Conflict, ValidationFailed
 from service.pagination import Page, paginate
+from service.team_rosters_deletion import ProjectTeamsDeletion
 from service.tracks import Tracks
 
 SLUG_ATTEMPTS = 20
@@ -117,28 +118,26 @@ class Projects(SchoolService):
 
     def delete(self, project_id) -> dict:
         """Removes the project, its sub-projects, and their tracks with instructors, enrolments
-        and courses. Refused (409 `project_has_teams`) while team rosters has teams for it.
-        Children go first, so a crash half-way leaves the project in place to delete again."""
+        and courses, and the project teams that nothing links. Refused (409
+        `project_has_teams`, naming them) while a record links one of its teams: see
+        service/team_rosters_deletion.py for how a team created or linked meanwhile is kept
+        out. Children go first, so a crash half-way leaves the project in place to delete
+        again."""
         self.require_admin()
         project = self.get_project(project_id)
         project_ids = [project.id, *Project.objects.for_school(self.school_id)
                        .filter(parent_id=project.id).scalar("id")]
-        self._refuse_when_teams_exist(project_ids)
+        teams = ProjectTeamsDeletion(self.ctx)
+        teams_removed = teams.start(project_ids)
         removed = self._delete_tracks_under(project_ids)
+        removed["project_teams"] = teams_removed
         removed["sub_projects"] = Project.objects.for_school(self.school_id).filter(
             parent_id=project.id).delete()
         Project.objects.for_school(self.school_id).filter(id=project.id).delete()
+        teams.finish(project_ids)
         self.audit("delete", "sub_project" if project.parent_id else "project", project.id,
                    before={"name": project.name, "slug": project.slug}, after=removed)
         return removed
-
-    def _refuse_when_teams_exist(self, project_ids: list) -> None:
-        # The team rosters module owns `project_teams`; read it raw rather than import it.
-        teams = Project._get_db()["project_teams"].count_documents(
-            {"school_id": self.school_id, "project_id": {"$in": project_ids}}, limit=1)
-        if teams:
-            raise Conflict("This project has project teams; remove them first.",
-                           code="project_has_teams")
 
     def _delete_tracks_under(self, project_ids: list) -> dict:
         tracks = Track.objects.for_school(self.school_id).filter(

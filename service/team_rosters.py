@@ -25,9 +25,6 @@ from documents.connection import insert_unique
 from documents.projects import Project
 from documents.team_rosters import (
     CourseGroup,
-    Evaluation,
-    NoteContext,
-    ProjectAssessment,
     ProjectTeam,
     TeamMember,
 )
@@ -38,8 +35,11 @@ from service.context import STAFF_ROLES
 from service.errors import Conflict, NotFound, ValidationFailed
 from service.ids import field_object_id, object_id, unique_ids
 from service.pagination import Page, paginate, paginate_list
+from service.team_rosters_deletion import ProjectTeamsDeletion
 
 VERSION_ATTEMPTS = 10
+# The API's names for the stored `backfill_source` values (documents/team_rosters.py).
+BACKFILL_FILTERS = {"group": "backfill", "inferred": "inference"}
 
 
 def member_dict(member: TeamMember, names: dict) -> dict:
@@ -157,6 +157,8 @@ class ProjectTeams(RosterService):
     """Project teams: snapshots of a roster per project, locked once anything links to them."""
 
     def create(self, project_id, team_id=None, team_name: str | None = None) -> dict:
+        """A new team, or, from a group that already has a team in this project, the next
+        version of that team (never a second version 1)."""
         self.require_role(STAFF_ROLES)
         project = self.project(project_id)
         if team_id is None and not team_name:
@@ -167,17 +169,71 @@ class ProjectTeams(RosterService):
         now = utcnow()
         members = [TeamMember(user_id=uid, added_at=now) for uid in (group.member_ids
                                                                       if group else [])]
-        team_oid = ObjectId()
-        team = ProjectTeam(
-            id=team_oid, school_id=self.school_id, project_id=project.id,
-            lineage=str(team_oid), team_version=1, team_id=group.id if group else None,
-            display_name_at_time=team_name or group.name, members=members,
-            member_ids=[m.user_id for m in members]).save(force_insert=True)
+
+        def make(lineage: str, team_version: int, oid: ObjectId) -> ProjectTeam:
+            return ProjectTeam(
+                id=oid, school_id=self.school_id, project_id=project.id, lineage=lineage,
+                team_version=team_version, team_id=group.id if group else None,
+                display_name_at_time=team_name or group.name, members=members,
+                member_ids=[m.user_id for m in members], created_at=now, updated_at=now)
+
+        team = self.insert_version(project.id, self._group_lineage(project.id, group), make)
+        self._take_back_if_project_closing(team)
         self.audit("create", "project_team", team.id,
                    after={"project_id": project.id, "team_id": team.team_id,
+                          "version": team.team_version,
                           "display_name_at_time": team.display_name_at_time,
                           "member_ids": team.member_ids})
         return self._present(team)
+
+    def _group_lineage(self, project_id, group: CourseGroup | None) -> str | None:
+        """The lineage of the newest team made from `group` in the project (backfilled and
+        cloned teams count), else "group:<id>": parallel first creates share it, so the
+        unique version index makes them v1 and v2. None: a custom team's own new lineage."""
+        if group is None:
+            return None
+        newest = ProjectTeam.objects.for_school(self.school_id).filter(
+            project_id=project_id, team_id=group.id).order_by(
+            "-team_version", "-created_at").only("lineage").first()
+        return newest.lineage if newest else f"group:{group.id}"
+
+    def _take_back_if_project_closing(self, team: ProjectTeam) -> None:
+        """A team inserted while its project is being deleted goes again (a team the project's
+        delete did not see would outlive the project)."""
+        if not ProjectTeamsDeletion(self.ctx).gone_or_closing(team.project_id):
+            return
+        ProjectTeam.objects.for_school(self.school_id).filter(id=team.id, locked=False).delete()
+        raise Conflict("The project is being deleted; no teams can be added to it.",
+                       code="project_deleting", details={"project_id": str(team.project_id)})
+
+    def insert_version(self, project_id, lineage: str | None, make) -> ProjectTeam:
+        """Insert `make(lineage, latest version + 1, new id)` (a new lineage when None: the
+        team's own id), then mark the lineage's older versions superseded. A parallel twin
+        that took the same number makes the unique (project, lineage, team_version) index
+        refuse this insert, which then takes the next number."""
+        for _ in range(VERSION_ATTEMPTS):
+            oid = ObjectId()
+            latest = None if lineage is None else ProjectTeam.objects.for_school(
+                self.school_id).filter(project_id=project_id, lineage=lineage).order_by(
+                "-team_version").only("team_version").first()
+            team = make(lineage or str(oid), latest.team_version + 1 if latest else 1, oid)
+            try:
+                team.save(force_insert=True)
+                break
+            except NotUniqueError:
+                continue
+        else:
+            raise Conflict("Others are making versions of this team right now; try again.",
+                           code="version_busy")
+        if team.team_version > 1:
+            # A crash before this leaves older versions unmarked; linking also checks for a
+            # newer version (`_refuse_superseded`), so nothing depends on the mark alone.
+            ProjectTeam._get_collection().update_many(
+                {"school_id": self.school_id, "project_id": project_id,
+                 "lineage": team.lineage, "team_version": {"$lt": team.team_version},
+                 "superseded": {"$ne": True}},
+                {"$set": {"superseded": True}, "$inc": {"version": 1}})
+        return team
 
     def _source_group(self, team_id) -> CourseGroup:
         group = CourseGroup.objects.for_school(self.school_id).filter(
@@ -187,14 +243,19 @@ class ProjectTeams(RosterService):
                                    {"team_id": ["Not a group of this school."]})
         return group
 
-    def list(self, project_id, latest: bool = False, page: int = 1,
-             page_size: int = 50) -> Page:
+    def list(self, project_id, latest: bool = False, backfill_source: str | None = None,
+             page: int = 1, page_size: int = 50) -> Page:
         """A project's teams with their members' names: one query for the names of every
         member of the page, whatever the number of teams. `latest`: only the newest version
-        of each team, the one future evaluations use."""
+        of each team, the one future evaluations use. `backfill_source` (`group` or
+        `inferred`): only the backfilled teams whose members came from that source, for
+        review."""
         project = self.project(project_id)
-        teams = self.visible_teams().filter(project_id=project.id).order_by(
-            "display_name_at_time", "lineage", "team_version").batch_size(10000)
+        teams = self.visible_teams().filter(project_id=project.id)
+        if backfill_source:
+            teams = teams.filter(backfill_source=BACKFILL_FILTERS[backfill_source])
+        teams = teams.order_by("display_name_at_time", "lineage", "team_version").batch_size(
+            10000)
         if latest:
             newest = {team.lineage: team for team in teams}
             found = paginate_list([t for t in teams if newest[t.lineage] is t], page, page_size)
@@ -285,23 +346,13 @@ class ProjectTeams(RosterService):
                      "new_version_url": path})
 
     def new_version(self, team_id) -> dict:
-        """Version max+1 of the team's lineage with this version's members, unlocked. The
-        unique (project, lineage, team_version) index turns a parallel twin into a retry."""
+        """Version max+1 of the team's lineage with this version's members, unlocked."""
         self.require_role(STAFF_ROLES)
         source = self.team(team_id)
-        for _ in range(VERSION_ATTEMPTS):
-            latest = ProjectTeam.objects.for_school(self.school_id).filter(
-                project_id=source.project_id, lineage=source.lineage).order_by(
-                "-team_version").only("team_version").first()
-            try:
-                team = self._copy(source, source.project_id, source.lineage,
-                                  latest.team_version + 1).save(force_insert=True)
-                break
-            except NotUniqueError:
-                continue
-        else:
-            raise Conflict("Others are making versions of this team right now; try again.",
-                           code="version_busy")
+        team = self.insert_version(
+            source.project_id, source.lineage,
+            lambda lineage, number, oid: self._copy(source, source.project_id, lineage,
+                                                    number, oid))
         self.audit("create_version", "project_team", team.id,
                    before={"project_team_id": source.id, "version": source.team_version},
                    after={"version": team.team_version, "member_ids": team.member_ids})
@@ -311,12 +362,12 @@ class ProjectTeams(RosterService):
         return self._present(team)
 
     def _copy(self, source: ProjectTeam, project_id, lineage: str,
-              team_version: int) -> ProjectTeam:
+              team_version: int, oid: ObjectId | None = None) -> ProjectTeam:
         now = utcnow()
         members = [TeamMember(user_id=m.user_id, role=m.role, added_at=now)
                    for m in source.members]
         return ProjectTeam(
-            id=ObjectId(), school_id=self.school_id, project_id=project_id, lineage=lineage,
+            id=oid or ObjectId(), school_id=self.school_id, project_id=project_id, lineage=lineage,
             team_version=team_version, team_id=source.team_id,
             display_name_at_time=source.display_name_at_time, members=members,
             member_ids=[m.user_id for m in members], created_at=now, updated_at=now)
@@ -368,15 +419,22 @@ class ProjectTeams(RosterService):
 
     def lock(self, team: ProjectTeam, reason: str) -> ProjectTeam:
         """Lock the team for a record about to link to it and return the team as locked: its
-        roster is final from the moment this returns."""
+        roster is final from the moment this returns. 409 `superseded` when a newer version
+        of the team exists: new records take the newest."""
+        self.refuse_superseded(team)
         now = utcnow()
         locked = update_where(ProjectTeam._get_collection(), self.school_id,
-                              {"_id": team.id, "locked": False},
+                              {"_id": team.id, "locked": False, "superseded": {"$ne": True}},
                               {"$set": {"locked": True, "locked_at": now,
                                         "locked_reason": reason, "updated_at": now}})
         if locked is None:
-            # Locked already (nothing ever unlocks a version), so this read is final too.
-            return ProjectTeam.objects.for_school(self.school_id).get(id=team.id)
+            # Locked already (nothing ever unlocks a version), so this read is final too;
+            # or superseded in between, or deleted (nothing can lock it then).
+            current = ProjectTeam.objects.for_school(self.school_id).filter(id=team.id).first()
+            if current is None:
+                raise NotFound(f"No project team with id {team.id}.")
+            self.refuse_superseded(current)
+            return current
         locked = ProjectTeam._from_son(locked)
         self.audit("lock", "project_team", locked.id,
                    after={"locked_reason": reason, "members_version": locked.members_version,
@@ -385,89 +443,15 @@ class ProjectTeams(RosterService):
                              f"Team '{locked.display_name_at_time}' is now locked: {reason}.")
         return locked
 
-
-class TeamLinkedRecords(RosterService):
-    """Evaluations, project assessments and note contexts: each links one team version of
-    its project, locks it, and records the roster it locked."""
-
-    model = None
-    what = ""
-    entity_type = ""
-
-    def create(self, project_id, project_team_id, title: str):
-        self.require_role(STAFF_ROLES)
-        project = self.body_project(project_id)
-        team = ProjectTeam.objects.for_school(self.school_id).filter(
-            id=field_object_id(project_team_id, "project_team_id")).first()
-        if team is None or team.project_id != project.id:
-            raise ValidationFailed("project_team_id is not a team of this project.",
-                                   {"project_team_id": ["Not a team of this project."]},
-                                   code="team_not_in_project")
-        record_id = ObjectId()
-        # Team first: dying before the record is saved leaves only a locked team (harmless).
-        locked = ProjectTeams(self.ctx).lock(team, f"{self.what} {record_id} links to it")
-        record = self.model(
-            id=record_id, school_id=self.school_id, project_id=project.id,
-            project_team_id=locked.id, title=title, team_version=locked.team_version,
-            team_name=locked.display_name_at_time, members_version=locked.members_version,
-            member_ids=list(locked.member_ids)).save(force_insert=True)
-        self.audit("create", self.entity_type, record.id,
-                   after={"project_team_id": locked.id, "title": title,
-                          "members_version": locked.members_version})
-        return record
-
-    def visible(self):
-        """Students see the records whose locked roster includes them."""
-        records = self.model.objects.for_school(self.school_id)
-        if self.is_student:
-            records = records.filter(member_ids=self.actor.user_id)
-        return records
-
-    def list(self, project_id=None, project_team_id=None, status: str | None = None,
-             page: int = 1, page_size: int = 50) -> Page:
-        records = self.visible()
-        if project_id:
-            records = records.filter(project_id=object_id(project_id, "project"))
-        if project_team_id:
-            records = records.filter(project_team_id=object_id(project_team_id, "team"))
-        if status:
-            records = records.filter(status=status)
-        return paginate(records.order_by("-created_at", "-id"), page, page_size)
-
-    def detail(self, record_id):
-        record = self.visible().filter(id=object_id(record_id, self.what)).first()
-        if record is None:
-            raise NotFound(f"No {self.what} with id {record_id!r}.")
-        return record
-
-    def close(self, record_id):
-        """Idempotent: only the first close sets `closed_at`."""
-        self.require_role(STAFF_ROLES)
-        record = self.detail(record_id)
-        closed = update_where(self.model._get_collection(), self.school_id,
-                              {"_id": record.id, "status": {"$ne": "closed"}},
-                              {"$set": {"status": "closed", "closed_at": utcnow()}})
-        if closed is None:
-            # closed by an earlier call: show when
-            return self.model.objects.for_school(self.school_id).get(id=record.id)
-        self.audit("close", self.entity_type, record.id,
-                   before={"status": record.status}, after={"status": "closed"})
-        return self.model._from_son(closed)
-
-
-class Evaluations(TeamLinkedRecords):
-    model = Evaluation
-    what = "evaluation"
-    entity_type = "evaluation"
-
-
-class ProjectAssessments(TeamLinkedRecords):
-    model = ProjectAssessment
-    what = "project assessment"
-    entity_type = "project_assessment"
-
-
-class NoteContexts(TeamLinkedRecords):
-    model = NoteContext
-    what = "note context"
-    entity_type = "note_context"
+    def refuse_superseded(self, team: ProjectTeam) -> None:
+        newest = ProjectTeam.objects.for_school(self.school_id).filter(
+            project_id=team.project_id, lineage=team.lineage).order_by(
+            "-team_version").only("id", "team_version").first()
+        if team.superseded or (newest and newest.team_version > team.team_version):
+            raise Conflict(
+                f"Version {team.team_version} of team '{team.display_name_at_time}' is "
+                f"superseded by version {newest.team_version}; link that one.",
+                code="superseded",
+                details={"project_team_id": str(team.id), "version": team.team_version,
+                         "newest_project_team_id": str(newest.id),
+                         "newest_version": newest.team_version})

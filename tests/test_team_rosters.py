@@ -383,9 +383,14 @@ def test_a_link_that_died_after_locking_leaves_a_locked_team_and_no_record(
     grown = post(client, world, f"/project-teams/{v2['id']}/members",
                  {"members": [{"user_id": str(people[1].id)}]})
     assert grown.status_code == 200
-    record = link(client, world, "evaluations", project, team)
-    assert record["member_ids"] == [str(people[0].id)]
-    assert record["members_version"] == locked["members_version"]
+    superseded = post(client, world, "/evaluations", {"project_id": str(project.id),
+                                                      "project_team_id": team["id"],
+                                                      "title": "R"})
+    assert superseded.status_code == 409
+    assert superseded.json["error"]["code"] == "superseded"
+    assert superseded.json["error"]["details"]["newest_project_team_id"] == v2["id"]
+    record = link(client, world, "evaluations", project, v2)
+    assert record["member_ids"] == [str(people[0].id), str(people[1].id)]
 
 
 def test_the_invariant_checker_names_a_record_whose_roster_differs_from_its_team(
