@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from flask import request
 from flask_jwt_extended import get_jwt, jwt_required
 from flask_smorest import Blueprint
 from marshmallow import fields, validate
@@ -46,7 +47,9 @@ class AccessTokenSchema(BaseSchema):
 @blp.response(200, TokensSchema)
 @blp.doc(security=[])
 def login(credentials):
-    user = Authenticator().login(credentials["email"], credentials["password"])
+    # Behind a reverse proxy this is the proxy's address unless ROTA_TRUSTED_PROXIES is set.
+    user = Authenticator().login(credentials["email"], credentials["password"],
+                                 request.remote_addr)
     return {**issue_tokens(user), "user": user}
 
 

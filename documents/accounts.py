@@ -74,12 +74,14 @@ class RevokedToken(Document):
 
 
 class LoginFailure(Document):
-    """One failed login. Counted per email over a window: inserts are atomic on every backend,
-    where a shared counter would lose increments under parallel attempts on FerretDB."""
+    """One failed login. Counted per email and client address over a window (so a stranger
+    elsewhere cannot lock an account out): one insert each, where a shared counter would lose
+    increments under parallel attempts on a server without atomic updates."""
 
     meta = {"collection": "login_failures", "auto_create_index": False,
-            "indexes": [["email", "-created_at"],
+            "indexes": [["email", "address", "-created_at"],
                         {"fields": ["created_at"], "expireAfterSeconds": 86400}]}
 
     email = StringField(required=True)
+    address = StringField()
     created_at = DateTimeField(default=utcnow)

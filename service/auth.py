@@ -19,18 +19,19 @@ BLOCK_FOR = timedelta(minutes=1)
 
 
 class Authenticator:
-    def login(self, email: str, password: str) -> User:
-        """The user for these credentials; the same 401 whether the email exists or not."""
+    def login(self, email: str, password: str, address: str | None = None) -> User:
+        """The user for these credentials; the same 401 whether the email exists or not.
+        `address` is the client's: failures are throttled per email and address."""
         from service.passwords import verify_password
 
         email = email.strip().lower()
-        self._refuse_if_throttled(email)
+        self._refuse_if_throttled(email, address)
         user = User.objects(email=email, is_active=True).first()
         # An unknown email verifies a dummy hash: the answer takes as long as a wrong password.
         if not verify_password(password, user.password_hash if user else None):
-            self._count_failure(email, user)
+            self._count_failure(email, address, user)
             raise Unauthorized(BAD_CREDENTIALS, code="bad_credentials")
-        LoginFailure.objects(email=email).delete()
+        LoginFailure.objects(email=email, address=address).delete()
         self._upgrade_hash(user, password)
         return user
 
@@ -61,11 +62,13 @@ class Authenticator:
         return RevokedToken.objects(jti=jti, expires_at__gt=utcnow()).only("id").first() \
             is not None
 
-    def _refuse_if_throttled(self, email: str) -> None:
-        """MAX_FAILURES failures within FAILURE_WINDOW block the account until BLOCK_FOR has
-        passed since the latest one; each further failure blocks it again."""
+    def _refuse_if_throttled(self, email: str, address: str | None) -> None:
+        """MAX_FAILURES failures within FAILURE_WINDOW from one address block the account for
+        that address until BLOCK_FOR has passed since the latest one; each further failure
+        blocks it again. Other addresses (the owner's) are not blocked by them."""
         now = utcnow()
-        recent = list(LoginFailure.objects(email=email, created_at__gt=now - FAILURE_WINDOW)
+        recent = list(LoginFailure.objects(email=email, address=address,
+                                           created_at__gt=now - FAILURE_WINDOW)
                       .order_by("-created_at").only("created_at").limit(MAX_FAILURES))
         if len(recent) < MAX_FAILURES:
             return
@@ -73,12 +76,13 @@ class Authenticator:
         if unblocked_at > now:
             wait = int((unblocked_at - now).total_seconds()) + 1
             raise TooManyRequests(
-                f"Too many failed logins for this account; try again in {wait} seconds.", wait)
+                f"Too many failed logins for this account from here; try again in {wait} "
+                "seconds.", wait)
 
-    def _count_failure(self, email: str, user: User | None) -> None:
+    def _count_failure(self, email: str, address: str | None, user: User | None) -> None:
         """Count the failure for the throttle; a failure on a real account also goes to its
         school's trail (an unknown email has no school to tell)."""
-        LoginFailure(email=email).save()
+        LoginFailure(email=email, address=address).save()
         if user is not None:
             caller = Actor(user_id=None, role="anonymous", company_id=user.company_id)
             audit.record(caller, user.school_id, "login_failed", "user", user.id)
