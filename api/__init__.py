@@ -13,8 +13,10 @@ import pkgutil
 from flask import Flask
 from flask_smorest import Api
 from pymongo.errors import ConnectionFailure
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from api import config, errors, logs
+from api.cors import init_cors
 from api.csv_responses import init_csv_responses
 from api.idempotency import init_idempotency
 from api.metrics import init_metrics
@@ -59,6 +61,11 @@ def create_app(overrides: dict | None = None) -> Flask:
     init_idempotency(app)
     init_csv_responses(app)
     init_metrics(app)
+    init_cors(app)
+    if app.config["ROTA_TRUSTED_PROXIES"]:
+        # The client's address (login throttle, logs) is the one these proxies forwarded.
+        proxies = app.config["ROTA_TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)
     api = RotaApi(app)
     for module in blueprint_modules():
         api.register_blueprint(module.blp, url_prefix=URL_PREFIX + (module.blp.url_prefix or ""))

@@ -77,6 +77,33 @@ def log_level() -> str:
     return value.upper()
 
 
+def api_key_rate_limit() -> int:
+    value = os.environ.get("ROTA_API_KEY_RATE_LIMIT", "600")
+    if not value.strip().isdigit() or int(value) < 1:
+        raise _invalid("ROTA_API_KEY_RATE_LIMIT", "a whole number of requests per minute, 1 or "
+                       "more", value)
+    return int(value)
+
+
+def cors_origins() -> list[str]:
+    """Origins allowed to call the API from a browser; none by default (no CORS headers)."""
+    value = os.environ.get("ROTA_CORS_ORIGINS", "")
+    origins = [origin.strip().rstrip("/") for origin in value.split(",") if origin.strip()]
+    for origin in origins:
+        if origin != "*" and not origin.startswith(("https://", "http://")):
+            raise _invalid("ROTA_CORS_ORIGINS", "comma-separated origins such as "
+                           "https://portal.example.com", value)
+    return origins
+
+
+def trusted_proxies() -> int:
+    """How many reverse proxies in front set X-Forwarded-For (0: none, use the peer)."""
+    value = os.environ.get("ROTA_TRUSTED_PROXIES", "0")
+    if not value.strip().isdigit() or int(value) > 5:
+        raise _invalid("ROTA_TRUSTED_PROXIES", "a number of proxies from 0 to 5", value)
+    return int(value)
+
+
 def check_var_dir() -> Path:
     path = var_dir()
     if path.exists() and not path.is_dir():
@@ -93,6 +120,9 @@ def validate() -> None:
     mongodb_uri()
     metrics_token()
     log_level()
+    api_key_rate_limit()
+    cors_origins()
+    trusted_proxies()
     check_var_dir()
     _checked_secret(env)
 
@@ -137,6 +167,9 @@ def load(overrides: dict | None = None) -> dict:
         "ROTA_CREATE_INDEXES": create_indexes(),
         "ROTA_METRICS_TOKEN": metrics_token(),
         "ROTA_LOG_LEVEL": log_level(),
+        "ROTA_API_KEY_RATE_LIMIT": api_key_rate_limit(),
+        "ROTA_CORS_ORIGINS": cors_origins(),
+        "ROTA_TRUSTED_PROXIES": trusted_proxies(),
         "JWT_ACCESS_TOKEN_EXPIRES": timedelta(minutes=access_token_minutes()),
         "JWT_REFRESH_TOKEN_EXPIRES": timedelta(days=30),
         "JWT_ERROR_MESSAGE_KEY": "message",
@@ -150,7 +183,9 @@ def load(overrides: dict | None = None) -> dict:
         "OPENAPI_SWAGGER_UI_URL": "/api/v1/docs/assets/",
         "API_SPEC_OPTIONS": {
             "components": {"securitySchemes": {
-                "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}},
+                "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                               "description": "An access token (JWT) or a service account's "
+                                              "API key (rota_...)."}}},
             "security": [{"bearerAuth": []}],
             "info": {"description": "Timetables, weekly groups, tracks and team rosters for "
                                     "multi-school HR portals."},

@@ -19,7 +19,9 @@ from jwt.exceptions import PyJWTError
 from pymongo.errors import PyMongoError
 
 from api.errors import error_response
+from api.security import bearer_token, request_actor
 from service.idempotency import IdempotencyKeys, StoredResponse, fingerprint
+from service.service_accounts import is_api_key
 
 log = logging.getLogger(__name__)
 HEADER = "Idempotency-Key"
@@ -48,6 +50,8 @@ def claim_key():
 
 
 def _caller() -> str | None:
+    if is_api_key(bearer_token() or ""):
+        return str(request_actor().user_id)  # the key's service account (401 when not valid)
     try:
         verify_jwt_in_request(optional=True, verify_type=False)
     except (JWTExtendedException, PyJWTError):

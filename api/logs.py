@@ -71,6 +71,9 @@ def stop_counting(_exc) -> None:
 
 
 def _user_id() -> str | None:
+    caller = g.get("caller")  # api/security.py: a token's user or an API key's service account
+    if caller is not None:
+        return str(caller.user_id)
     try:
         return get_jwt_identity()
     except RuntimeError:  # no token was checked on this route

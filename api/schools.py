@@ -73,6 +73,8 @@ class AuditEventSchema(BaseSchema):
     id = Id()
     actor_id = Id(allow_none=True)
     actor_role = fields.String()
+    actor_name = fields.String(allow_none=True, metadata={
+        "description": "the service account's name when an API key made the change"})
     action = fields.String()
     entity_type = fields.String()
     entity_id = fields.String(allow_none=True)

@@ -1,4 +1,8 @@
-"""Tokens in, an `Actor` and a checked `SchoolContext` out: used by every protected route."""
+"""Tokens in, an `Actor` and a checked `SchoolContext` out: used by every protected route.
+
+The bearer is an access token (JWT) or a service account's API key, told apart by the key's
+prefix; both become the same `Actor`, so tenancy, roles and audit work alike for both. Key
+requests are counted against a per-key rate limit and carry the RateLimit-* headers."""
 
 from __future__ import annotations
 
@@ -20,9 +24,11 @@ from api.errors import error_response
 from documents.accounts import User
 from service.auth import Authenticator
 from service.context import Actor
+from service.service_accounts import ApiKeys, is_api_key
 from service.tenancy import school_context
 
 jwt = JWTManager()
+READ_METHODS = frozenset({"GET", "HEAD"})
 
 
 def claims_for(user: User) -> dict:
@@ -49,12 +55,53 @@ def _oid(value):
     return ObjectId(value) if value else None
 
 
+def request_actor() -> Actor:
+    """The caller of this request (worked out once): the service account of an API key, or
+    the user of a valid, unrevoked access token; 401 otherwise."""
+    if "caller" not in g:
+        key = bearer_token()
+        if key is not None and is_api_key(key):
+            g.caller = _key_actor(key)
+        else:
+            verify_jwt_in_request()
+            g.caller = current_actor()
+    return g.caller
+
+
+def bearer_token() -> str | None:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else None
+
+
+def _key_actor(key: str) -> Actor:
+    keys = ApiKeys()
+    api_key = keys.authenticate(key, writes=request.method not in READ_METHODS)
+    g.api_key_quota = keys.count_request(api_key, current_app.config["ROTA_API_KEY_RATE_LIMIT"])
+    keys.require_quota(g.api_key_quota)
+    return keys.actor(api_key)
+
+
+def add_rate_limit_headers(response):
+    """IETF RateLimit-* headers on every answer to a key, the 429 included."""
+    quota = g.get("api_key_quota")
+    if quota is not None:
+        response.headers["RateLimit-Limit"] = str(quota.limit)
+        response.headers["RateLimit-Remaining"] = str(quota.remaining)
+        response.headers["RateLimit-Reset"] = str(quota.reset)
+    return response
+
+
+def forget_caller(_exc) -> None:
+    # `g` outlives the request when an app context was pushed around it (tests, commands).
+    g.pop("caller", None)
+    g.pop("api_key_quota", None)
+
+
 def authenticated(fn):
-    """Any valid, unrevoked access token; the view receives the `Actor` first."""
+    """Any valid API key or valid, unrevoked access token; the view receives the `Actor`."""
     @wraps(fn)
     def wrapper(*args, **kwargs):
-        verify_jwt_in_request()
-        return fn(current_actor(), *args, **kwargs)
+        return fn(request_actor(), *args, **kwargs)
     return wrapper
 
 
@@ -77,11 +124,11 @@ def school_route(module: str | None = None, roles=None):
 def enforce_school_access():
     view = current_app.view_functions.get(request.endpoint)
     access = getattr(view, "_school_access", None)
-    if access is None or request.view_args is None:
+    # A CORS preflight (OPTIONS) carries no credentials: api/cors.py answers it.
+    if access is None or request.view_args is None or request.method == "OPTIONS":
         return
-    verify_jwt_in_request()
     module, roles = access
-    g.school_ctx = school_context(current_actor(), request.view_args["school_id"],
+    g.school_ctx = school_context(request_actor(), request.view_args["school_id"],
                                   module=module, roles=roles)
 
 
@@ -98,6 +145,8 @@ def access_doc(module: str | None, roles) -> dict:
 def init_security(app) -> None:
     jwt.init_app(app)
     app.before_request(enforce_school_access)
+    app.after_request(add_rate_limit_headers)
+    app.teardown_request(forget_caller)
 
     @jwt.token_in_blocklist_loader
     def is_revoked(_header, payload):

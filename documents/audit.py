@@ -26,6 +26,8 @@ class AuditEvent(SchoolOwned):
     company_id = ObjectIdField()
     actor_id = ObjectIdField()
     actor_role = StringField(required=True)
+    # A service account's name (its calls have actor_role "service_account"); None for people.
+    actor_name = StringField()
     action = StringField(required=True)
     entity_type = StringField(required=True)
     entity_id = StringField()

@@ -32,7 +32,14 @@ UNSHARDED = {
     "users": "login finds a person by email across schools (emails are unique everywhere) "
              "and company admins have no school",
     "revoked_tokens": "checked by token id before any school is known; expire by TTL",
-    "login_failures": "counted per email before any school is known; expire by TTL",
+    "login_failures": "counted per email and address before any school is known; expire by "
+                      "TTL",
+    "service_accounts": "a company's integrations: company-wide ones have no school; a few "
+                        "per school, listed by company admins",
+    "api_keys": "found by the hash of the presented key before any school is known (and a "
+                "company-wide account's keys have none)",
+    "api_key_windows": "a key's request count per minute, found by _id before any school is "
+                       "known; expire by TTL",
     "notifications": "read by their recipient, and a company admin's span schools",
     "idempotency_keys": "a caller's keys, read by _id (caller and key) before any school is "
                         "known, also on routes without one; short-lived (TTL, 24 h)",

@@ -35,7 +35,7 @@ def audit_event(actor: Actor, school_id, action: str, entity_type: str, entity_i
     """Build (not save) an event, so bulk operations can insert many in one round trip."""
     return AuditEvent(
         school_id=school_id, company_id=actor.company_id, actor_id=actor.user_id,
-        actor_role=actor.role, action=action,
+        actor_role=actor.audit_role, actor_name=actor.service_account, action=action,
         entity_type=entity_type, entity_id=str(entity_id) if entity_id is not None else None,
         before=summarize(before) or {}, after=summarize(after) or {},
     )
@@ -47,7 +47,8 @@ def bulk_event(actor: Actor, school_id, action: str, entity_type: str,
     ids = [str(entity_id) for entity_id in entity_ids]
     return AuditEvent(
         school_id=school_id, company_id=actor.company_id, actor_id=actor.user_id,
-        actor_role=actor.role, action=action, entity_type=entity_type, entity_ids=ids,
+        actor_role=actor.audit_role, actor_name=actor.service_account, action=action,
+        entity_type=entity_type, entity_ids=ids,
         after={"count": len(ids)},
     )
 

@@ -10,6 +10,7 @@ ROLES = ("company_admin", "school_admin", "staff", "student")
 ADMIN_ROLES = frozenset({"company_admin", "school_admin"})
 STAFF_ROLES = frozenset({"company_admin", "school_admin", "staff"})
 MODULES = ("timetable", "weekly_groups", "tracks", "team_rosters")
+SERVICE_ACCOUNT = "service_account"  # the actor role an API key's calls are audited under
 
 
 @dataclass(frozen=True)
@@ -20,10 +21,23 @@ class Actor:
     role: str
     company_id: ObjectId | None = None
     school_id: ObjectId | None = None
+    # The name of the service account whose API key made the call (`user_id` is its id).
+    service_account: str | None = None
 
     @property
     def is_admin(self) -> bool:
         return self.role in ADMIN_ROLES or self.role == "system"
+
+    @property
+    def spans_company(self) -> bool:
+        """Company admins and company-wide service accounts reach every school of their
+        company (the accounts as school admins: see service/service_accounts.py)."""
+        return self.role == "company_admin" or (
+            self.service_account is not None and self.school_id is None)
+
+    @property
+    def audit_role(self) -> str:
+        return SERVICE_ACCOUNT if self.service_account is not None else self.role
 
     @property
     def label(self) -> str:

@@ -67,7 +67,7 @@ class Schools:
         return school
 
     def list(self, page: int = 1, page_size: int = 50) -> Page:
-        if self.actor.role == "company_admin":
+        if self.actor.spans_company:
             schools = School.objects(company_id=self.actor.company_id)
         else:
             schools = School.objects(id=self.actor.school_id)

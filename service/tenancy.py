@@ -13,7 +13,7 @@ from service.ids import object_id
 def in_scope(actor: Actor, school: School) -> bool:
     if actor.role == "system":
         return True
-    if actor.role == "company_admin":
+    if actor.spans_company:
         return school.company_id == actor.company_id
     return school.id == actor.school_id
 
