@@ -14,10 +14,9 @@ from documents.timetable import Assignment, ClassInfo, Period, TimetableSettings
 from service.base import SchoolService
 from service.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from service.ids import field_object_id, object_id
-from service.pagination import Page, paginate_list
+from service.pagination import MAX_PAGE_SIZE, Page
 from service.timetable import DAY_NAMES, settings_for_reading
 from service.timetable_slots import (
-    SLOT_FIELDS,
     assignment_in,
     assignments_of,
     change_slot,
@@ -53,19 +52,31 @@ class Assignments(SchoolService):
             if staff_id is not None and str(staff_id) != str(self.actor.user_id):
                 raise Forbidden("Staff may only list their own assignments.")
             staff_id = self.actor.user_id
-        query, projection = {"school_id": self.school_id}, None
+        slot, mine = {"school_id": self.school_id}, {}
         if day_of_week is not None:
-            query["day_of_week"] = day_of_week
+            slot["day_of_week"] = day_of_week
         if period_id is not None:
-            query["period_id"] = field_object_id(period_id, "period_id")
+            slot["period_id"] = field_object_id(period_id, "period_id")
         if staff_id is not None:
-            staff = field_object_id(staff_id, "staff_id")
-            query["assignments.staff_id"] = staff
-            # one assignment per staff member and slot: leave the others' in the database
-            projection = {**SLOT_FIELDS, "assignments": {"$elemMatch": {"staff_id": staff}}}
-        found = assignments_of(slots().find(query, projection).batch_size(10000))
-        found.sort(key=lambda a: (a.day_of_week, a.period_id, a.staff_id))
-        return paginate_list(found, page, page_size)
+            mine["assignments.staff_id"] = field_object_id(staff_id, "staff_id")
+        return self._page({**slot, **mine}, mine, page, page_size)
+
+    def _page(self, slot_filter: dict, assignment_filter: dict, page: int,
+              page_size: int) -> Page:
+        """One page of assignments ordered by day, period and staff, sliced and counted in
+        the database (one round trip, whatever the school's size)."""
+        page_size, page = max(1, min(page_size, MAX_PAGE_SIZE)), max(1, page)
+        (found,) = slots().aggregate([
+            {"$match": slot_filter},
+            {"$unwind": "$assignments"},
+            {"$match": assignment_filter},
+            {"$sort": {"day_of_week": 1, "period_id": 1, "assignments.staff_id": 1}},
+            {"$facet": {"items": [{"$skip": (page - 1) * page_size}, {"$limit": page_size}],
+                        "total": [{"$count": "n"}]}},
+        ])
+        items = assignments_of({**row, "assignments": [row["assignments"]]}
+                               for row in found["items"])
+        return Page(items, found["total"][0]["n"] if found["total"] else 0, page, page_size)
 
     def get_assignment(self, assignment_id) -> Assignment:
         """Admins see any assignment, staff their own (404 for the others')."""

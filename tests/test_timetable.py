@@ -11,6 +11,7 @@ from documents.timetable import Assignment, TimetableSlot
 from service.context import Actor, SchoolContext
 from service.imports import CREATED, REJECTED, UNCHANGED, UPDATED, Row
 from service.timetable import export_periods, import_periods
+from tests.helpers import REQUEST_OVERHEAD
 
 MONDAY, TUESDAY = 0, 1
 
@@ -306,6 +307,28 @@ def test_assignment_list_filters_and_staff_see_their_own(client, world):
     other = client.get(world.url(f"/timetable/assignments?staff_id={world.staff2.id}"),
                        headers=world.headers("staff"))
     assert other.status_code == 403
+
+
+def test_assignment_pages_are_ordered_by_day_period_and_staff(client, world, roundtrips):
+    periods = make_periods(client, world, count=2)
+    booked = [assign(client, world, person, period, day=day,
+                     classes=[{"class_id": f"{day}-{n}-{person.name}", "subject": "Art"}]).json
+              for day in (TUESDAY, MONDAY) for n, period in enumerate(reversed(periods))
+              for person in (world.staff2, world.staff)]
+    order = sorted(booked, key=lambda a: (a["day_of_week"], a["period_id"], a["staff_id"]))
+    url, headers = world.url("/timetable/assignments?page_size=3"), world.headers("admin")
+    pages = []
+    for page in (1, 2, 3):
+        with roundtrips() as commands:
+            pages.append(client.get(f"{url}&page={page}", headers=headers).json)
+        assert len(commands) <= 1 + REQUEST_OVERHEAD  # one aggregate: the slice and the count
+    assert [p["total"] for p in pages] == [8, 8, 8]
+    assert [a["id"] for p in pages for a in p["items"]] == [a["id"] for a in order]
+    mine = client.get(world.url(f"/timetable/assignments?staff_id={world.staff.id}"
+                                f"&day_of_week={MONDAY}"), headers=headers).json
+    assert [a["id"] for a in mine["items"]] == [a["id"] for a in order
+                                                 if a["staff_id"] == str(world.staff.id)
+                                                 and a["day_of_week"] == MONDAY]
 
 
 # override
