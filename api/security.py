@@ -157,7 +157,9 @@ def init_security(app) -> None:
 
     jwt.unauthorized_loader(lambda reason: unauthorized(
         "Sign in first: send 'Authorization: Bearer <access token>'."))
-    jwt.invalid_token_loader(lambda reason: unauthorized(f"The token is not valid: {reason}."))
+    jwt.invalid_token_loader(lambda reason: unauthorized(
+        "An API key is not a person's token: /auth routes need an access token."
+        if is_api_key(bearer_token() or "") else f"The token is not valid: {reason}."))
     jwt.expired_token_loader(lambda _h, _p: unauthorized("The token has expired; refresh it."))
     jwt.revoked_token_loader(lambda _h, _p: unauthorized("The token was revoked; sign in again."))
     jwt.needs_fresh_token_loader(lambda _h, _p: unauthorized("A fresh sign-in is needed."))

@@ -303,3 +303,11 @@ def test_a_retry_with_the_same_idempotency_key_replays_the_keys_first_answer(cli
     assert again.headers.get("Idempotent-Replayed") == "true"
     assert again.json["id"] == first.json["id"]
     assert User.objects(email="once@example.test").count() == 1
+
+
+def test_auth_routes_refuse_a_key_with_a_clear_401(client, key):
+    for method, path in (("GET", "/api/v1/auth/me"), ("POST", "/api/v1/auth/logout"),
+                         ("POST", "/api/v1/auth/refresh")):
+        response = client.open(path, method=method, headers=bearer(key))
+        assert response.status_code == 401, path
+        assert "API key" in response.json["error"]["message"], path
