@@ -311,3 +311,35 @@ def test_auth_routes_refuse_a_key_with_a_clear_401(client, key):
         response = client.open(path, method=method, headers=bearer(key))
         assert response.status_code == 401, path
         assert "API key" in response.json["error"]["message"], path
+
+
+def test_behind_a_trusted_proxy_the_throttle_keys_on_the_forwarded_address(database_uri,
+                                                                           world):
+    from api import create_app
+    from tests.conftest import JWT_SECRET
+
+    proxied = create_app({"MONGODB_URI": database_uri, "JWT_SECRET_KEY": JWT_SECRET,
+                          "TESTING": True, "ROTA_ENV": "test", "ROTA_CREATE_INDEXES": False,
+                          "ROTA_TRUSTED_PROXIES": 1}).test_client()
+    owner = world.add_user(world.school, "staff", password=PASSWORD)
+
+    def via_proxy(password, client_address):
+        return proxied.post("/api/v1/auth/login", json={"email": owner.email,
+                                                        "password": password},
+                            headers={"X-Forwarded-For": client_address},
+                            environ_base={"REMOTE_ADDR": "10.0.0.2"})
+
+    tries = [via_proxy("guess", "203.0.113.66").status_code for _ in range(6)]
+    assert tries == [401] * 5 + [429]
+    assert via_proxy(PASSWORD, "198.51.100.7").status_code == 200
+
+
+def test_the_rate_limit_setting_is_checked(monkeypatch):
+    from api import config
+
+    monkeypatch.setenv("ROTA_API_KEY_RATE_LIMIT", "120")
+    assert config.api_key_rate_limit() == 120
+    for wrong in ("0", "-5", "lots"):
+        monkeypatch.setenv("ROTA_API_KEY_RATE_LIMIT", wrong)
+        with pytest.raises(config.ConfigError, match="ROTA_API_KEY_RATE_LIMIT"):
+            config.validate()
