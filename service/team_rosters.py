@@ -56,6 +56,7 @@ def team_dict(team: ProjectTeam, names: dict) -> dict:
             "member_count": len(team.members), "members_version": team.members_version,
             "locked": team.locked, "locked_at": team.locked_at,
             "locked_reason": team.locked_reason, "backfill_source": team.backfill_source,
+            "superseded": team.superseded,
             "created_at": team.created_at, "updated_at": team.updated_at}
 
 
