@@ -48,6 +48,9 @@ def test_metrics_add_up_the_requests_every_worker_served(live_server):
     served = access_lines(live_server.log_path, set(ids))
     assert len(served) == 48
     assert len({line["pid"] for line in served}) >= 2, "the requests reached several workers"
+    gunicorn = [json.loads(text) for text in live_server.log_path.read_text().splitlines()
+                if '"gunicorn.error"' in text]
+    assert any(entry["message"].startswith("Booting worker") for entry in gunicorn)
 
 
 @pytest.mark.integration
