@@ -138,11 +138,13 @@ def _invalid(row: Row) -> str | None:
 
 
 def _wanted(row: Row, stored: dict | None) -> dict:
-    values = row.values
-    external_id = values.get("external_id") or (stored or {}).get("external_id")
+    values, stored = row.values, stored or {}
+    external_id = values.get("external_id") or stored.get("external_id")
+    # A file without the department column leaves departments as they are.
+    department = values.get("department") if row.gives("department") else stored.get(
+        "department")
     return {"email": values["email"].lower(), "name": values["name"], "role": values["role"],
-            "department": values.get("department"), "external_id": external_id,
-            "is_active": True}
+            "department": department, "external_id": external_id, "is_active": True}
 
 
 def _bulk_write(operations: list) -> dict[int, dict]:

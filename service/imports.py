@@ -1,11 +1,13 @@
 """The nightly import protocol shared by `rota import` and the modules it feeds.
 
-The command (scripts/importer.py) reads CSV or JSON lines, checks the header, rejects rows
-that lack a required value or repeat a key of the file, cuts the rest into batches (keeping
-`group_by` rows together) and hands each batch to the kind's importer; the importer applies
-the module's own rules and answers one `RowResult` per row. Importers live with their module
-(`service/<area>.py`, or `service/import_<area>.py`); `registry()` below lists each module's
-kinds with the functions it imports from that module, so a moved function is one import to fix.
+The engine (service/import_files.py reads, service/import_engine.py batches and reports; used
+by `rota import` and by HTTP import jobs alike) reads CSV or JSON lines, checks the header,
+rejects rows that lack a required value or repeat a key of the file, cuts the rest into
+batches (keeping `group_by` rows together) and hands each batch to the kind's importer; the
+importer applies the module's own rules and answers one `RowResult` per row. Importers live
+with their module (`service/<area>.py`, or `service/import_<area>.py`); `registry()` below
+lists each module's kinds with the functions it imports from that module, so a moved function
+is one import to fix.
 
 An importer must be idempotent (upsert by natural key; a row equal to the stored state is
 UNCHANGED and writes nothing), must never half-write a row (or a group of rows), must write
@@ -27,11 +29,19 @@ STATUSES = (CREATED, UPDATED, UNCHANGED, REJECTED)
 
 @dataclass
 class Row:
-    """One input row: its line number in the file (header is line 1) and its values as text
-    (stripped; empty cells are absent)."""
+    """One input row: its line number in the file (header is line 1), its values as text
+    (stripped; empty cells are absent) and the columns the file gives it."""
 
     line: int
     values: dict[str, str]
+    # A column the file does not have leaves its field as stored; an empty cell of a column
+    # it has clears the field (where the kind allows clearing). Empty: every column (a row
+    # built by hand).
+    columns: frozenset[str] = frozenset()
+
+    def gives(self, column: str) -> bool:
+        """Whether the file says anything about `column` for this row (a value, or empty)."""
+        return not self.columns or column in self.columns or column in self.values
 
 
 @dataclass

@@ -115,6 +115,8 @@ class StudentBatch:
             return RowResult(row.line, REJECTED, f"bad email {email!r}", key)
         wanted = {"name": values["name"], "ability_level": values.get("ability_level"),
                   "birth_date": birth_date, "email": email}
+        # An optional column the file does not have leaves the stored field as it is.
+        wanted = {f: v for f, v in wanted.items() if f == "name" or row.gives(f)}
         before = stored.get(self.key_of(row))
         if before is None:
             self.inserts.append((row, {
