@@ -23,6 +23,7 @@ STATUS = {
     errors.NotFound: 404,
     errors.Conflict: 409,
     errors.ValidationFailed: 422,
+    errors.PayloadTooLarge: 413,
     errors.TooManyRequests: 429,
     errors.DatabaseUnavailable: 503,
 }
@@ -32,6 +33,7 @@ HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "n
               415: "unsupported_media_type", 422: "validation_error", 429: "too_many_requests",
               500: "internal_error", 503: "database_unavailable"}
 
+MULTIPART = "multipart/form-data"
 DATABASE_DOWN = "The database is unreachable right now; try again shortly."
 
 
@@ -104,7 +106,9 @@ def handle_unexpected(exc: Exception):
 
 def reject_non_object_json():
     """400 for a body that is not JSON, or is JSON but not an object (contract)."""
-    if request.method not in ("POST", "PUT", "PATCH") or not request.get_data(cache=True):
+    if request.method not in ("POST", "PUT", "PATCH") or request.mimetype == MULTIPART:
+        return None  # uploads are parsed (and their size checked) by their route
+    if not request.get_data(cache=True):
         return None
     body = request.get_json(force=True, silent=True)
     if not isinstance(body, dict):

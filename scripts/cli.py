@@ -292,6 +292,45 @@ def export_command(kind, school_code, output, bom, db_port):
     sys.exit(code)
 
 
+@main.command("import-worker")
+@click.option("--once", is_flag=True, help="run the jobs due now, then exit (for cron)")
+@click.option("--db-port", default=DEFAULT_DB_PORT, show_default=True, help=DB_PORT_HELP)
+def import_worker(once, db_port):
+    """Run the import jobs queued over HTTP (POST /schools/{id}/imports), resuming those a
+    stopped worker left. For deployments that run them apart from the web workers (set
+    ROTA_RUNNERS=0 there); several workers may run at once: each job is claimed by one."""
+    from service import import_runner
+
+    _run_runner("import-worker", import_runner.run_next_job, import_runner.IDLE_SECONDS,
+                once, db_port)
+
+
+@main.command("deliver-webhooks")
+@click.option("--once", is_flag=True, help="send the deliveries due now, then exit (for cron)")
+@click.option("--db-port", default=DEFAULT_DB_PORT, show_default=True, help=DB_PORT_HELP)
+def deliver_webhooks(once, db_port):
+    """Send the webhook deliveries waiting in the outbox, with their retries. For deployments
+    that run them apart from the web workers (set ROTA_RUNNERS=0 there)."""
+    from service import webhook_delivery
+
+    _run_runner("deliver-webhooks", webhook_delivery.deliver_next,
+                webhook_delivery.IDLE_SECONDS, once, db_port)
+
+
+def _run_runner(name, step, idle_seconds, once, db_port) -> None:
+    from service.runners import run_forever, run_until_idle
+
+    with database(db_port) as uri:
+        connect(uri)
+        if once:
+            click.echo(f"{name}: {run_until_idle(step)} done")
+            return
+        try:
+            run_forever(name, step, idle_seconds)
+        except KeyboardInterrupt:
+            click.echo(f"{name}: stopped")
+
+
 @main.command("backfill-project-teams")
 @click.option("--dry-run", is_flag=True, help="report what would change, write nothing")
 @click.option("--school", "school_code", default=None, help="only this school (default: all)")

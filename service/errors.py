@@ -59,3 +59,9 @@ class TooManyRequests(DomainError):
 
 class DatabaseUnavailable(DomainError):
     code = "database_unavailable"
+
+
+class PayloadTooLarge(DomainError):
+    """An upload over its size limit (413); `details.max_bytes` says the limit."""
+
+    code = "payload_too_large"
