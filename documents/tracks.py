@@ -16,6 +16,9 @@ class TrackInstructor(me.EmbeddedDocument):
     zoom_link = me.StringField()
     teams_link = me.StringField()
     slack_links = me.ListField(me.StringField())
+    # Balancing aims for loads proportional to weight and never above max_students.
+    max_students = me.IntField(min_value=0)
+    weight = me.FloatField(default=1)
     assigned_by = me.ObjectIdField()
     assigned_at = me.DateTimeField(default=utcnow)
 
@@ -29,6 +32,7 @@ class TrackEnrolment(me.EmbeddedDocument):
     enrolled_at = me.DateTimeField(default=utcnow)
     assigned_by = me.ObjectIdField()
     last_reassigned_at = me.DateTimeField()
+    # Balancing and instructor removal never move a pinned student.
     pinned = me.BooleanField(default=False)
 
 
@@ -56,6 +60,7 @@ class Track(SchoolOwned):
     sub_project_id = me.ObjectIdField()
     root_project_id = me.ObjectIdField(required=True)
     version = me.IntField(default=0)
+    archived = me.BooleanField(default=False)
     instructors = me.EmbeddedDocumentListField(TrackInstructor)
     enrolments = me.EmbeddedDocumentListField(TrackEnrolment)
 

@@ -70,12 +70,11 @@ def build_school(students: int, instructors: int):
 def run_size(ctx, staff, pupils, size: int) -> dict:
     tracks = Tracks(ctx)
     project = Projects(ctx).create(f"Bench {size}")
-    track = tracks.create(f"Track {size}", project_id=project.id)
-    for instructor in staff:
-        tracks.add_instructor(track.id, instructor)
+    track = tracks.create(f"Track {size}", project_id=project.id,
+                          instructors=[{"user_id": instructor} for instructor in staff])
     students = pupils[:size]
     with measured() as enrol:
-        TrackStudents(ctx).enrol(track.id, students, instructor_id=staff[0])
+        TrackStudents(ctx).enrol(track.id, students, instructor_id=staff[0], pinned=False)
     # Everyone starts on the first instructor: these are the moves balancing will make.
     moves = balance_moves({i: (size if i == staff[0] else 0) for i in staff})
     with measured() as balance:

@@ -1,9 +1,12 @@
-"""The students of a track: enrolment to the least-loaded instructor, reassignment, balance.
+"""The students of a track: enrolment to the least loaded instructor by weight (or an
+explicit one), pinning, reassignment, balance.
 
 Each is one compare-and-set of the track (see `service.tracks`), so a reassignment that
 loses the race to another change plans again from the fresh track: of parallel identical
 reassignments exactly one moves the student (and is audited and notified), and a balance
-never undoes a reassignment that committed first.
+never undoes a reassignment that committed first. An explicit choice of an admin (an
+enrolment with `instructor_id`, a reassignment) pins the student by default, and balancing
+never moves a pinned student.
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ from bson import ObjectId
 from documents.accounts import User
 from documents.audit import Notification
 from documents.base import utcnow
-from documents.projects import Project
 from documents.tracks import Track
 from service import audit, notifications
 from service.context import ADMIN_ROLES, STAFF_ROLES
@@ -27,13 +29,17 @@ from service.tracks import BIG_BATCH, TrackService
 from service.tracks_balancing import (
     balance_moves,
     balancing_changes,
+    caps_of,
     enrolment_index,
     instructor_index,
     is_imbalanced,
-    least_loaded_assignment,
     load_stats,
     loads_of,
     moved_update,
+    newcomer_instructors,
+    pinned_of,
+    weights_of,
+    with_changes,
 )
 
 # SecantusDB matches an `$in` of thousands of ids in seconds (about 12 s for 4,000): past
@@ -57,43 +63,61 @@ def no_instructors() -> Conflict:
     return Conflict("This track has no instructor yet; add one first.", code="no_instructors")
 
 
+def instructor_full(track: dict, instructor, requested: int) -> Conflict | None:
+    """409 `instructor_full` when `requested` more students would put the instructor above
+    their `max_students`; None when they fit."""
+    cap = track["instructors"][instructor_index(track, instructor)].get("max_students")
+    load = loads_of(track)[instructor]
+    if cap is None or load + requested <= cap:
+        return None
+    return Conflict(f"That instructor takes at most {cap} students.", code="instructor_full",
+                    details={"instructor_id": str(instructor), "max_students": cap,
+                             "students": load, "requested": requested})
+
+
 class TrackStudents(TrackService):
     """Enrolments of one school's tracks: admins change them, staff read them."""
 
-    def enrol(self, track_id, student_ids: list, instructor_id=None) -> Enrolled:
-        """Students already enrolled are skipped (listed in `skipped`), not an error. With the
-        project's auto-balance on, or no instructor given, each newcomer goes to the
-        least-loaded instructor. Bulk: a constant number of round trips for any count."""
+    def enrol(self, track_id, student_ids: list, instructor_id=None,
+              pinned: bool | None = None) -> Enrolled:
+        """Students already enrolled are skipped (listed in `skipped`), not an error. With an
+        instructor given, the newcomers go there (also on an auto-balancing project: an
+        explicit choice wins) and are pinned unless `pinned` is false; without one, each goes
+        to the least loaded by weight, unpinned unless `pinned`. Never above a cap: 409
+        `instructor_full` or `track_full` with the numbers. Bulk: a constant number of round
+        trips for any count."""
         self.require_admin()
         track = self._track(track_id)
         wanted = unique_ids(student_ids, "student_ids")
         self._require_students(wanted)
-        explicit = None
-        if instructor_id is not None:
-            explicit = field_object_id(instructor_id, "instructor_id")
-            if self._auto_balances(track):
-                explicit = None
+        explicit = (field_object_id(instructor_id, "instructor_id")
+                    if instructor_id is not None else None)
+        pin = explicit is not None if pinned is None else pinned
         now = utcnow()
 
         def plan(current: dict) -> dict | None:
-            loads = loads_of(current)
-            if explicit is not None and explicit not in loads:
+            if explicit is not None and instructor_index(current, explicit) is None:
                 raise not_teaching()
             already = {e["student_id"] for e in current.get("enrolments") or []}
             newcomers = [student for student in wanted if student not in already]
             if not newcomers:
                 return None
-            if not loads:
+            if not current.get("instructors"):
                 raise no_instructors()
-            chosen = ([explicit] * len(newcomers) if explicit
-                      else least_loaded_assignment(loads, len(newcomers)))
+            if explicit is not None:
+                refused = instructor_full(current, explicit, len(newcomers))
+                if refused:
+                    raise refused
+            chosen = ([explicit] * len(newcomers) if explicit is not None
+                      else newcomer_instructors(current, len(newcomers)))
             return {"$push": {"enrolments": {"$each": [
                 {"student_id": student, "instructor_id": instructor, "enrolled_at": now,
-                 "assigned_by": self.actor.user_id, "pinned": False}
+                 "assigned_by": self.actor.user_id, "pinned": pin}
                 for student, instructor in zip(newcomers, chosen, strict=True)]}}}
 
         before, after = self._change(track["_id"], plan)
-        enrolled = [{"student_id": e["student_id"], "instructor_id": e["instructor_id"]}
+        enrolled = [{"student_id": e["student_id"], "instructor_id": e["instructor_id"],
+                     "pinned": e.get("pinned", False)}
                     for e in after["enrolments"][len(before.get("enrolments") or []):]]
         self._after_enrolment(track, enrolled)
         new = {e["student_id"] for e in enrolled}
@@ -112,12 +136,6 @@ class TrackStudents(TrackService):
                                    {"student_ids": [f"Not a student of this school: {sid}"
                                                     for sid in missing[:50]]})
 
-    def _auto_balances(self, track: dict) -> bool:
-        owner = Project.objects.for_school(self.school_id).filter(
-            id=track.get("sub_project_id") or track.get("project_id")).only(
-            "auto_balance_students").first()
-        return bool(owner and owner.auto_balance_students)
-
     def _after_enrolment(self, track: dict, enrolled: list[dict]) -> None:
         audit.record_many([audit.audit_event(
             self.actor, self.school_id, "enrol", "track_enrolment", row["student_id"],
@@ -131,18 +149,57 @@ class TrackStudents(TrackService):
             for instructor, n in per_instructor.items()])
 
     def unenrol(self, track_id, student_id) -> None:
+        """On an auto-balancing project the others rebalance in the same update."""
         self.require_admin()
         student = object_id(student_id, "student")
+        auto = self._auto_balances(self._track(track_id))
+        now = utcnow()
 
         def plan(current: dict) -> dict:
-            if enrolment_index(current, student) is None:
+            index = enrolment_index(current, student)
+            if index is None:
                 raise NotFound(f"Student {student_id!r} is not enrolled in this track.")
-            return {"$pull": {"enrolments": {"student_id": student}}}
+            rest = [e for e in current["enrolments"] if e["student_id"] != student]
+            changes = balancing_changes({**current, "enrolments": rest}) if auto else []
+            if not changes:
+                return {"$pull": {"enrolments": {"student_id": student}}}
+            # A pull and moves by position cannot share an update: write the list once.
+            rebalanced = with_changes({**current, "enrolments": rest}, changes)["enrolments"]
+            for moved_index, _ in changes:
+                rebalanced[moved_index] = {**rebalanced[moved_index], "last_reassigned_at": now,
+                                           "assigned_by": self.actor.user_id}
+            return {"$set": {"enrolments": rebalanced}}
 
-        before, _ = self._change(track_id, plan)
+        before, after = self._change(track_id, plan)
         enrolment = before["enrolments"][enrolment_index(before, student)]
         self.audit("unenrol", "track_enrolment", student,
                    before={"track_id": before["_id"], "instructor_id": enrolment["instructor_id"]})
+        rest = {**before, "enrolments": [e for e in before["enrolments"]
+                                         if e["student_id"] != student]}
+        self._record_moves(rest, after, "balance")
+
+    def pin(self, track_id, student_id, pinned: bool) -> dict:
+        """Pins (or unpins) a student to their instructor: balancing and instructor removal
+        never move a pinned student. Setting what is already set writes nothing."""
+        self.require_admin()
+        student = object_id(student_id, "student")
+
+        def plan(current: dict) -> dict | None:
+            index = enrolment_index(current, student)
+            if index is None:
+                raise NotFound(f"Student {student_id!r} is not enrolled in this track.")
+            if bool(current["enrolments"][index].get("pinned")) == pinned:
+                return None
+            return {"$set": {f"enrolments.{index}.pinned": pinned}}
+
+        before, after = self._change(track_id, plan)
+        enrolment = after["enrolments"][enrolment_index(after, student)]
+        if after is not before:
+            self.audit("pin" if pinned else "unpin", "track_enrolment", student,
+                       after={"track_id": after["_id"],
+                              "instructor_id": enrolment["instructor_id"]})
+        users = self._users_by_id([student, enrolment["instructor_id"]])
+        return _enrolment_view(enrolment, users)
 
     def list_students(self, track_id, instructor_id=None, page: int = 1,
                       page_size: int = DEFAULT_PAGE_SIZE) -> Page:
@@ -169,9 +226,11 @@ class TrackStudents(TrackService):
 
     # -- reassign and balance --
 
-    def reassign(self, track_id, student_id, instructor_id) -> dict:
+    def reassign(self, track_id, student_id, instructor_id, pinned: bool = True) -> dict:
         """School admins only. Audited with from/to; both instructors notified; `warning` is
-        "imbalance" when the busiest instructor carries more than 20% above the mean.
+        "imbalance" when the busiest instructor carries more than 20% above the mean. The
+        student is pinned there unless `pinned` is false; never above the instructor's cap
+        (409 `instructor_full`).
 
         A student already with that instructor (also when a parallel identical request moved
         them first) answers 200 with `previous_instructor_id` equal to `instructor_id`, and
@@ -190,8 +249,11 @@ class TrackStudents(TrackService):
                 raise NotFound(f"Student {student_id!r} is not enrolled in this track.")
             if current["enrolments"][index]["instructor_id"] == target:
                 return None
+            refused = instructor_full(current, target, 1)
+            if refused:
+                raise refused
             return {"$set": moved_update(current, [(index, target)], now,
-                                                 self.actor.user_id)}
+                                         self.actor.user_id, pinned=pinned)}
 
         before, after = self._change(track_id, plan)
         target = field_object_id(instructor_id, "instructor_id")
@@ -219,8 +281,9 @@ class TrackStudents(TrackService):
                          message=f"{who} is now your student in {track['name']}.", data=data)])
 
     def balance(self, track_id) -> dict:
-        """Moves the fewest students so that the spread between the most and the least loaded
-        instructor is at most one; the newest enrolments of the busiest instructors move. One
+        """Moves the fewest students so that every load is within one of its weighted target
+        and under its cap; pinned students stay; the newest unpinned enrolments of the busiest
+        instructors move. 409 `track_full` when the caps cannot hold the students. One
         compare-and-set of the whole track: a reassignment that commits first is seen by the
         next plan, never overwritten. Audited once for the track and once per moved student
         (with the track's version, which orders it among the reassignments)."""
@@ -235,27 +298,20 @@ class TrackStudents(TrackService):
             return {"$set": moves} if moves else None
 
         before, after = self._change(track_id, plan)
-        moved = [(old["student_id"], old["instructor_id"], new["instructor_id"])
-                 for old, new in zip(before.get("enrolments") or [],
-                                     after.get("enrolments") or [], strict=True)
-                 if old["instructor_id"] != new["instructor_id"]]
-        self._record_balance(before, after, moved)
-        return {"students_moved": len(moved), **self._loads_reply(after, loads_of(after))}
+        moved = self._record_balance(before, after)
+        return {"students_moved": moved,
+                **self._loads_reply(after, loads_of(after), pinned_of(after))}
 
-    def _record_balance(self, before: dict, after: dict, moved: list) -> None:
+    def _record_balance(self, before: dict, after: dict) -> int:
         loads = loads_of(before)
-        track_id, version = after["_id"], after.get("version", 0)
-        summary = audit.audit_event(
-            self.actor, self.school_id, "balance", "track", track_id,
-            before={"loads": {str(k): n for k, n in loads.items()}},
-            after={"students_moved": len(moved), "track_version": version,
-                   "moves": [{"from": source, "to": target, "students": amount}
-                             for source, target, amount in balance_moves(loads)]})
-        audit.record_many([summary, *[audit.audit_event(
-            self.actor, self.school_id, "balance", "track_enrolment", student,
-            before={"track_id": track_id, "instructor_id": source},
-            after={"track_id": track_id, "instructor_id": target, "track_version": version})
-            for student, source, target in moved]])
+        moves = balance_moves(loads, weights_of(before), caps_of(before), pinned_of(before))
+        moved = self._record_moves(before, after, "balance")
+        self.audit("balance", "track", after["_id"],
+                   before={"loads": {str(k): n for k, n in loads.items()}},
+                   after={"students_moved": moved, "track_version": after.get("version", 0),
+                          "moves": [{"from": source, "to": target, "students": amount}
+                                    for source, target, amount in moves]})
+        return moved
 
 
 def _enrolment_view(enrolment: dict, users: dict) -> dict:
@@ -265,4 +321,6 @@ def _enrolment_view(enrolment: dict, users: dict) -> dict:
             "instructor_id": enrolment["instructor_id"],
             "instructor_name": instructor.name if instructor else None,
             "enrolled_at": enrolment.get("enrolled_at"),
-            "last_reassigned_at": enrolment.get("last_reassigned_at")}
+            "last_reassigned_at": enrolment.get("last_reassigned_at"),
+            "assigned_by": enrolment.get("assigned_by"),
+            "pinned": bool(enrolment.get("pinned"))}

@@ -99,12 +99,11 @@ def _populated_project(client, world):
     project = create_project(client, world).json
     sub = client.post(world.url(f"/projects/{project['id']}/sub-projects"), json={"name": "Q1"},
                       headers=headers).json
-    tracks = [client.post(world.url("/tracks"), json=body, headers=headers).json
+    taught = {"instructors": [{"user_id": str(world.staff.id)}]}
+    tracks = [client.post(world.url("/tracks"), json={**taught, **body}, headers=headers).json
               for body in ({"name": "Direct", "project_id": project["id"]},
                            {"name": "Under sub", "sub_project_id": sub["id"]})]
     for track in tracks:
-        client.post(world.url(f"/tracks/{track['id']}/instructors"),
-                    json={"user_id": str(world.staff.id)}, headers=headers)
         client.post(world.url(f"/tracks/{track['id']}/students"),
                     json={"student_ids": [str(world.student.id)]}, headers=headers)
         client.post(world.url(f"/tracks/{track['id']}/courses"),

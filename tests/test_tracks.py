@@ -14,6 +14,7 @@ class TrackKit:
     def __init__(self, client, world):
         self.client, self.world = client, world
         self.admin = world.headers("admin")
+        self.taught = {"instructors": [{"user_id": str(world.staff.id)}]}
 
     def post(self, path, body=None, role="admin"):
         return self.client.post(self.world.url(path), json=body or {},
@@ -26,10 +27,16 @@ class TrackKit:
         body.setdefault("name", "Enterprise Training")
         return self.post("/projects", body).json
 
-    def track(self, project=None, **body):
+    def track(self, project=None, instructors=None, **body):
+        """A track under `project` (a new one by default) taught by `instructors` (users, or
+        instructor bodies; default: world.staff)."""
         project = project or self.project()
-        return self.post("/tracks", {"name": "App Development", "project_id": project["id"],
-                                     **body}).json
+        instructors = [i if isinstance(i, dict) else {"user_id": str(i.id)}
+                       for i in (instructors or [self.world.staff])]
+        response = self.post("/tracks", {"name": "App Development", "project_id": project["id"],
+                                         "instructors": instructors, **body})
+        assert response.status_code == 201, response.json
+        return response.json
 
     def staff(self, count):
         return [self.world.add_user(self.world.school, "staff", name=f"Teacher {i:02d}")
@@ -44,10 +51,12 @@ class TrackKit:
             response = self.post(f"/tracks/{track['id']}/instructors", {"user_id": str(user.id)})
             assert response.status_code == 201, response.json
 
-    def enrol(self, track, students, instructor=None):
+    def enrol(self, track, students, instructor=None, pinned=None):
         body = {"student_ids": [str(s.id) for s in students]}
         if instructor is not None:
             body["instructor_id"] = str(instructor.id)
+        if pinned is not None:
+            body["pinned"] = pinned
         return self.post(f"/tracks/{track['id']}/students", body)
 
     def loads(self, track):
@@ -64,8 +73,8 @@ def kit(client, world):
 def test_track_under_a_project_or_a_sub_project(kit):
     project = kit.project()
     sub = kit.post(f"/projects/{project['id']}/sub-projects", {"name": "Q1"}).json
-    direct = kit.post("/tracks", {"name": "A", "project_id": project["id"]})
-    nested = kit.post("/tracks", {"name": "B", "sub_project_id": sub["id"]})
+    direct = kit.post("/tracks", {**kit.taught, "name": "A", "project_id": project["id"]})
+    nested = kit.post("/tracks", {**kit.taught, "name": "B", "sub_project_id": sub["id"]})
     assert direct.status_code == nested.status_code == 201
     assert nested.json["root_project_id"] == project["id"]
     assert nested.json["project_id"] is None
@@ -78,33 +87,33 @@ def test_track_under_a_project_or_a_sub_project(kit):
 def test_track_needs_exactly_one_parent(kit):
     project = kit.project()
     sub = kit.post(f"/projects/{project['id']}/sub-projects", {"name": "Q1"}).json
-    both = kit.post("/tracks", {"name": "X", "project_id": project["id"],
+    both = kit.post("/tracks", {**kit.taught, "name": "X", "project_id": project["id"],
                                 "sub_project_id": sub["id"]})
-    neither = kit.post("/tracks", {"name": "X"})
+    neither = kit.post("/tracks", {**kit.taught, "name": "X"})
     assert both.status_code == neither.status_code == 422
-    swapped = kit.post("/tracks", {"name": "X", "project_id": sub["id"]})
+    swapped = kit.post("/tracks", {**kit.taught, "name": "X", "project_id": sub["id"]})
     assert swapped.status_code == 422 and "project_id" in swapped.json["error"]["details"]
-    wrong_kind = kit.post("/tracks", {"name": "X", "sub_project_id": project["id"]})
+    wrong_kind = kit.post("/tracks", {**kit.taught, "name": "X", "sub_project_id": project["id"]})
     assert wrong_kind.status_code == 422
 
 
 def test_project_of_another_school_is_422(kit, client, world):
     foreign = client.post(world.url("/projects", world.other_school), json={"name": "Theirs"},
                           headers=world.headers("other_admin")).json
-    response = kit.post("/tracks", {"name": "X", "project_id": foreign["id"]})
+    response = kit.post("/tracks", {**kit.taught, "name": "X", "project_id": foreign["id"]})
     assert response.status_code == 422
 
 
 def test_staff_cannot_create_tracks(kit):
     project = kit.project()
-    assert kit.post("/tracks", {"name": "X", "project_id": project["id"]},
+    assert kit.post("/tracks", {**kit.taught, "name": "X", "project_id": project["id"]},
                     role="staff").status_code == 403
 
 
 # ---- instructors ----
 
 def test_instructor_with_links_shows_on_the_track(kit, world):
-    track = kit.track()
+    track = kit.track(instructors=[world.staff2])
     body = {"user_id": str(world.staff.id), "zoom_link": "https://zoom.us/j/123456",
             "teams_link": "https://teams.microsoft.com/l/meetup-join/abc",
             "slack_links": ["https://acme.slack.com/archives/C123"]}
@@ -112,15 +121,17 @@ def test_instructor_with_links_shows_on_the_track(kit, world):
     assert added.status_code == 201
     assert added.json["zoom_link"] == body["zoom_link"]
     detail = kit.get(f"/tracks/{track['id']}", role="staff").json
-    assert detail["instructors"][0]["slack_links"] == body["slack_links"]
-    assert detail["instructors"][0]["name"] == world.staff.name
+    shown = next(i for i in detail["instructors"] if i["user_id"] == str(world.staff.id))
+    assert shown["slack_links"] == body["slack_links"]
+    assert shown["name"] == world.staff.name
+    assert shown["assigned_by"] == str(world.admin.id)
     again = kit.post(f"/tracks/{track['id']}/instructors", {"user_id": str(world.staff.id)})
     assert again.status_code == 409
     assert again.json["error"]["code"] == "already_instructor"
 
 
 def test_school_admins_may_instruct_students_may_not(kit, world):
-    track = kit.track()
+    track = kit.track(instructors=[world.staff])
     assert kit.post(f"/tracks/{track['id']}/instructors",
                     {"user_id": str(world.admin.id)}).status_code == 201
     student = kit.post(f"/tracks/{track['id']}/instructors", {"user_id": str(world.student.id)})
@@ -136,7 +147,7 @@ def test_school_admins_may_instruct_students_may_not(kit, world):
     {"slack_links": ["https://ok.slack.com/x", "javascript:alert(1)"]},
 ])
 def test_links_must_be_http_urls(kit, world, links):
-    track = kit.track()
+    track = kit.track(instructors=[world.staff2])
     response = kit.post(f"/tracks/{track['id']}/instructors",
                         {"user_id": str(world.staff.id), **links})
     assert response.status_code == 422
@@ -144,8 +155,7 @@ def test_links_must_be_http_urls(kit, world, links):
 
 
 def test_put_changes_links(kit, world):
-    track = kit.track()
-    kit.add_instructors(track, [world.staff])
+    track = kit.track(instructors=[world.staff])
     response = kit.client.put(world.url(f"/tracks/{track['id']}/instructors/{world.staff.id}"),
                               json={"zoom_link": "https://zoom.us/j/999"}, headers=kit.admin)
     assert response.status_code == 200
@@ -156,8 +166,7 @@ def test_put_changes_links(kit, world):
 
 
 def test_last_instructor_of_a_track_with_students_stays(kit, world):
-    track = kit.track()
-    kit.add_instructors(track, [world.staff, world.staff2])
+    track = kit.track(instructors=[world.staff, world.staff2])
     kit.enrol(track, kit.students(4))
     url = f"/tracks/{track['id']}/instructors"
     first = kit.client.delete(world.url(f"{url}/{world.staff.id}"), headers=kit.admin)
@@ -170,21 +179,42 @@ def test_last_instructor_of_a_track_with_students_stays(kit, world):
         (str(world.staff2.id), 4)]  # the removed instructor's students moved over
 
 
-def test_last_instructor_of_an_empty_track_may_go(kit, world):
-    track = kit.track()
-    kit.add_instructors(track, [world.staff])
+def test_the_last_instructor_of_an_empty_track_stays_too(kit, world):
+    track = kit.track(instructors=[world.staff])
     response = kit.client.delete(world.url(f"/tracks/{track['id']}/instructors/{world.staff.id}"),
                                  headers=kit.admin)
-    assert response.status_code == 204
-    assert kit.get(f"/tracks/{track['id']}").json["instructors"] == []
+    assert response.status_code == 409
+    assert response.json["error"]["code"] == "last_instructor"
+    assert [i["user_id"] for i in kit.get(f"/tracks/{track['id']}").json["instructors"]] == [
+        str(world.staff.id)]
+
+
+def test_a_track_is_created_with_its_instructors(kit, world):
+    project = kit.project()
+    bare = kit.post("/tracks", {"name": "X", "project_id": project["id"]})
+    empty = kit.post("/tracks", {"name": "X", "project_id": project["id"], "instructors": []})
+    assert bare.status_code == empty.status_code == 422
+    assert "instructors" in bare.json["error"]["details"]
+    student = kit.post("/tracks", {"name": "X", "project_id": project["id"], "instructors": [
+        {"user_id": str(world.staff.id)}, {"user_id": str(world.student.id)}]})
+    assert student.status_code == 422
+    assert set(student.json["error"]["details"]) - {"request_id"} == {"instructors.1.user_id"}
+    created = kit.track(project, instructors=[
+        {"user_id": str(world.staff.id), "zoom_link": "https://zoom.us/j/7", "weight": 2,
+         "max_students": 30}])
+    detail = kit.get(f"/tracks/{created['id']}").json
+    assert [(i["user_id"], i["zoom_link"], i["weight"], i["max_students"], i["assigned_by"])
+            for i in detail["instructors"]] == [
+        (str(world.staff.id), "https://zoom.us/j/7", 2.0, 30, str(world.admin.id))]
+    assert Notification.objects(user_id=world.staff.id, kind="track_instructor_added").count() \
+        == 1
 
 
 # ---- enrolment ----
 
 def test_enrolment_goes_to_the_least_loaded_with_ties_by_id(kit):
-    track = kit.track()
     teachers = kit.staff(3)
-    kit.add_instructors(track, teachers)
+    track = kit.track(instructors=teachers)
     students = kit.students(7)
     response = kit.enrol(track, students)
     assert response.status_code == 200
@@ -196,28 +226,26 @@ def test_enrolment_goes_to_the_least_loaded_with_ties_by_id(kit):
     assert loads["spread"] == 1
 
 
-def test_explicit_instructor_unless_the_project_auto_balances(kit, world):
-    track = kit.track()
-    kit.add_instructors(track, [world.staff, world.staff2])
-    response = kit.enrol(track, kit.students(4), instructor=world.staff)
-    assert {e["instructor_id"] for e in response.json["enrolled"]} == {str(world.staff.id)}
-    balanced_track = kit.track(project=kit.project(name="Balanced", auto_balance_students=True))
-    kit.add_instructors(balanced_track, [world.staff, world.staff2])
-    response = kit.enrol(balanced_track, kit.students(4), instructor=world.staff)
-    assert [i["students"] for i in kit.loads(balanced_track)["items"]] == [2, 2]
+def test_an_explicit_instructor_wins_also_when_the_project_auto_balances(kit, world):
+    for project in (kit.project(), kit.project(name="Balanced", auto_balance_students=True)):
+        track = kit.track(project, instructors=[world.staff, world.staff2])
+        response = kit.enrol(track, kit.students(4), instructor=world.staff)
+        assert {(e["instructor_id"], e["pinned"]) for e in response.json["enrolled"]} == {
+            (str(world.staff.id), True)}
+        kit.add_instructors(track, [world.admin])  # auto-balancing moves only the unpinned
+        loads = {i["instructor_id"]: i["students"] for i in kit.loads(track)["items"]}
+        assert loads == {str(world.staff.id): 4, str(world.staff2.id): 0, str(world.admin.id): 0}
 
 
 def test_explicit_instructor_must_teach_the_track(kit, world):
-    track = kit.track()
-    kit.add_instructors(track, [world.staff])
+    track = kit.track(instructors=[world.staff])
     response = kit.enrol(track, [world.student], instructor=world.staff2)
     assert response.status_code == 422
     assert "instructor_id" in response.json["error"]["details"]
 
 
 def test_only_students_of_the_school_enrol_and_the_bad_ids_are_named(kit, world):
-    track = kit.track()
-    kit.add_instructors(track, [world.staff])
+    track = kit.track(instructors=[world.staff])
     stranger = oid()
     response = kit.post(f"/tracks/{track['id']}/students",
                         {"student_ids": [str(world.student.id), str(world.staff2.id), stranger]})
@@ -229,8 +257,7 @@ def test_only_students_of_the_school_enrol_and_the_bad_ids_are_named(kit, world)
 
 
 def test_already_enrolled_students_are_skipped(kit, world):
-    track = kit.track()
-    kit.add_instructors(track, [world.staff])
+    track = kit.track(instructors=[world.staff])
     kit.enrol(track, [world.student])
     newcomer = kit.students(1)[0]
     response = kit.enrol(track, [world.student, newcomer])
@@ -240,16 +267,8 @@ def test_already_enrolled_students_are_skipped(kit, world):
     assert kit.loads(track)["students"] == 2
 
 
-def test_enrolment_without_instructors_is_409(kit, world):
-    track = kit.track()
-    response = kit.enrol(track, [world.student])
-    assert response.status_code == 409
-    assert response.json["error"]["code"] == "no_instructors"
-
-
 def test_enrolment_notifies_instructors_and_is_audited(kit, world):
-    track = kit.track()
-    kit.add_instructors(track, [world.staff])
+    track = kit.track(instructors=[world.staff])
     kit.enrol(track, [world.student])
     assert Notification.objects(user_id=world.staff.id, kind="track_students_added").count() == 1
     trail = kit.get(f"/audit?entity_type=track_enrolment&entity_id={world.student.id}").json
@@ -257,8 +276,7 @@ def test_enrolment_notifies_instructors_and_is_audited(kit, world):
 
 
 def test_unenrol_and_list_students_by_instructor(kit, world):
-    track = kit.track()
-    kit.add_instructors(track, [world.staff, world.staff2])
+    track = kit.track(instructors=[world.staff, world.staff2])
     students = kit.students(4)
     kit.enrol(track, students)
     listed = kit.get(f"/tracks/{track['id']}/students?instructor_id={world.staff.id}",
@@ -277,8 +295,7 @@ def test_unenrol_and_list_students_by_instructor(kit, world):
 # ---- reassign ----
 
 def _two_instructor_track(kit, world, students=4):
-    track = kit.track()
-    kit.add_instructors(track, [world.staff, world.staff2])
+    track = kit.track(instructors=[world.staff, world.staff2])
     pupils = kit.students(students)
     enrolled = kit.enrol(track, pupils).json["enrolled"]
     return track, enrolled
@@ -305,9 +322,8 @@ def test_reassign_moves_audits_and_notifies_both(kit, world):
 
 
 def test_reassign_without_imbalance_has_no_warning(kit, world):
-    track = kit.track()
     teachers = kit.staff(3)
-    kit.add_instructors(track, teachers)
+    track = kit.track(instructors=teachers)
     enrolled = kit.enrol(track, kit.students(30)).json["enrolled"]
     moving = next(e for e in enrolled if e["instructor_id"] == str(teachers[0].id))
     response = kit.client.put(
@@ -339,11 +355,10 @@ def test_reassign_to_a_non_instructor_is_422_and_unknown_student_404(kit, world)
 # ---- balance ----
 
 def test_balance_reaches_spread_one_moving_the_fewest(kit, world):
-    track = kit.track()
     teachers = kit.staff(3)
-    kit.add_instructors(track, teachers)
-    kit.enrol(track, kit.students(10), instructor=teachers[0])
-    kit.enrol(track, kit.students(1), instructor=teachers[1])
+    track = kit.track(instructors=teachers)
+    kit.enrol(track, kit.students(10), instructor=teachers[0], pinned=False)
+    kit.enrol(track, kit.students(1), instructor=teachers[1], pinned=False)
     before = kit.loads(track)
     assert before["spread"] == 10
     response = kit.post(f"/tracks/{track['id']}/balance-students")
@@ -390,7 +405,6 @@ def test_courses_keep_their_order_and_module_kinds(kit, world):
 def test_students_see_only_their_tracks(kit, world):
     track = kit.track()
     other = kit.track()
-    kit.add_instructors(track, [world.staff])
     kit.enrol(track, [world.student])
     kit.post(f"/tracks/{track['id']}/courses", {"title": "Python", "modules": []})
     mine = kit.get(f"/tracks/{track['id']}", role="student")
@@ -418,8 +432,7 @@ def test_foreign_track_is_404(kit, client, world):
 # ---- round trips ----
 
 def _detail_round_trips(kit, world, roundtrips, students):
-    track = kit.track()
-    kit.add_instructors(track, kit.staff(4))
+    track = kit.track(instructors=kit.staff(4))
     kit.enrol(track, kit.students(students))
     for title in ("A", "B", "C"):
         kit.post(f"/tracks/{track['id']}/courses", {"title": title,
@@ -439,12 +452,11 @@ def test_track_detail_is_a_constant_number_of_round_trips(kit, world, roundtrips
 
 
 def _enrol_and_balance_round_trips(kit, world, roundtrips, students):
-    track = kit.track()
     teachers = kit.staff(4)
-    kit.add_instructors(track, teachers)
+    track = kit.track(instructors=teachers)
     pupils = kit.students(students)
     with roundtrips() as enrol_commands:
-        assert kit.enrol(track, pupils, instructor=teachers[0]).status_code == 200
+        assert kit.enrol(track, pupils, instructor=teachers[0], pinned=False).status_code == 200
     with roundtrips() as balance_commands:
         balanced = kit.post(f"/tracks/{track['id']}/balance-students").json
     assert balanced["spread"] <= 1

@@ -44,9 +44,8 @@ def reassign(kit, track, student, instructor, role="admin"):
 
 
 def test_the_track_document_holds_its_instructors_and_enrolments(kit, world, app):
-    track = kit.track()
-    kit.post(f"/tracks/{track['id']}/instructors", {"user_id": str(world.staff.id),
-                                                    "zoom_link": "https://zoom.us/j/1"})
+    track = kit.track(instructors=[{"user_id": str(world.staff.id),
+                                    "zoom_link": "https://zoom.us/j/1"}])
     kit.add_instructors(track, [world.staff2])
     pupils = kit.students(2)
     kit.enrol(track, pupils, instructor=world.staff)
@@ -54,14 +53,14 @@ def test_the_track_document_holds_its_instructors_and_enrolments(kit, world, app
                     role="company_admin").status_code == 200
 
     doc = stored(track)
-    assert doc["version"] == 4  # two instructors, one enrolment, one reassignment
+    assert doc["version"] == 3  # created with one instructor; one more, an enrolment, a move
     assert [(i["user_id"], i["zoom_link"], i["assigned_by"]) for i in doc["instructors"]] == [
         (world.staff.id, "https://zoom.us/j/1", world.admin.id),
         (world.staff2.id, None, world.admin.id)]
     moved, kept = doc["enrolments"]
     assert set(kept) == {"student_id", "instructor_id", "enrolled_at", "assigned_by", "pinned"}
     assert (kept["student_id"], kept["instructor_id"], kept["pinned"]) == (
-        pupils[1].id, world.staff.id, False)
+        pupils[1].id, world.staff.id, True)  # an explicit instructor pins by default
     assert (kept["assigned_by"], moved["assigned_by"]) == (world.admin.id,
                                                            world.company_admin.id)
     assert moved["instructor_id"] == world.staff2.id
@@ -71,8 +70,7 @@ def test_the_track_document_holds_its_instructors_and_enrolments(kit, world, app
 
 
 def test_reassigning_to_the_current_instructor_writes_nothing(kit, world):
-    track = kit.track()
-    kit.add_instructors(track, [world.staff, world.staff2])
+    track = kit.track(instructors=[world.staff, world.staff2])
     pupil = kit.students(1)[0]
     kit.enrol(track, [pupil], instructor=world.staff)
     version = stored(track)["version"]
@@ -104,11 +102,10 @@ def _interleave(monkeypatch, rival):
 
 
 def _crowded_track(kit, world, students=12):
-    track = kit.track()
     teachers = kit.staff(3)
-    kit.add_instructors(track, teachers)
+    track = kit.track(instructors=teachers)
     pupils = kit.students(students)
-    kit.enrol(track, pupils, instructor=teachers[0])
+    kit.enrol(track, pupils, instructor=teachers[0], pinned=False)
     return track, teachers, pupils
 
 
@@ -149,7 +146,7 @@ def test_a_reassignment_that_loses_to_a_balance_moves_from_where_balance_put_the
         str(b.id), str(c.id))
     assert Notification.objects(user_id=b.id, kind="track_student_moved_out").count() == 1
     assert Notification.objects(user_id=busy.id, kind="track_student_moved_out").count() == 0
-    assert stored(track)["version"] == 4 + 2  # 3 instructors, 1 enrolment; balance, reassign
+    assert stored(track)["version"] == 1 + 2  # made with 3 instructors, 1 enrolment; balance, reassign
     assert sorted(loads(track).values()) == [3, 4, 5]
 
 
@@ -173,8 +170,7 @@ def test_removing_an_instructor_rehomes_their_students_in_the_same_write(kit, wo
 
 
 def _students_page_round_trips(kit, world, roundtrips, students):
-    track = kit.track()
-    kit.add_instructors(track, [world.staff, world.staff2])
+    track = kit.track(instructors=[world.staff, world.staff2])
     pupils = kit.students(students)
     kit.enrol(track, pupils)  # alternating, by the smaller instructor id first
     first = min(world.staff.id, world.staff2.id)
@@ -216,8 +212,7 @@ def test_the_invariant_check_names_misplaced_and_doubled_students(kit, world):
 def test_a_long_list_of_students_is_checked_against_the_schools_students(kit, world,
                                                                           monkeypatch):
     monkeypatch.setattr("service.tracks_students.IN_LIMIT", 1)  # what thousands of ids take
-    track = kit.track()
-    kit.add_instructors(track, [world.staff])
+    track = kit.track(instructors=[world.staff])
     foreign = world.add_user(world.other_school, "student")
     bad = kit.post(f"/tracks/{track['id']}/students", {"student_ids": [
         str(world.student.id), str(world.staff2.id), str(foreign.id)]})
