@@ -100,7 +100,8 @@ class ImportKind:
 def registry() -> dict[str, ImportKind]:
     """Every kind by name. Built on first use, not at import: the modules it names import
     this one for `Row` and `RowResult`."""
-    kinds = [*_users_kinds(), *_timetable_kinds(), *_weekly_groups_kinds()]
+    kinds = [*_users_kinds(), *_timetable_kinds(), *_weekly_groups_kinds(),
+             *_team_rosters_kinds()]
     return {kind.name: kind for kind in kinds}
 
 
@@ -171,4 +172,29 @@ def _weekly_groups_kinds() -> list[ImportKind]:
             unique=(("program", "week_number", "customer_id"),), module="weekly_groups",
             notes=["`group` is the group's base name; `customer_id` names the program "
                    "student."]),
+    ]
+
+
+def _team_rosters_kinds() -> list[ImportKind]:
+    from service.team_rosters_import import (
+        export_course_groups,
+        export_project_teams,
+        import_course_groups,
+        import_project_teams,
+    )
+
+    return [
+        ImportKind(
+            "course-groups", required=("group",), optional=("member",),
+            importer=import_course_groups, exporter=export_course_groups,
+            group_by=("group",), unique=(("group", "member"),), module="team_rosters",
+            notes=["One row per member (`member`: external_id or email; empty for a group "
+                   "without members); a group's members are replaced by the file's."]),
+        ImportKind(
+            "project-teams", required=("project", "team"), optional=("member", "role"),
+            importer=import_project_teams, exporter=export_project_teams,
+            group_by=("project", "team"), unique=(("project", "team", "member"),),
+            module="team_rosters",
+            notes=["`project` is the project's slug, `team` the team's display name (its "
+                   "newest version); a locked team changes by a new version."]),
     ]

@@ -234,7 +234,8 @@ def test_the_registry_names_each_kind_with_the_functions_of_its_module():
     from service.imports import registry
 
     kinds = registry()
-    assert sorted(kinds) == ["assignments", "group-memberships", "periods", "students", "users"]
+    assert sorted(kinds) == ["assignments", "course-groups", "group-memberships", "periods",
+                             "project-teams", "students", "users"]
     assert kinds["users"].importer is import_users.import_users
     assert kinds["users"].preload is import_users.preload_users
     for kind in kinds.values():
