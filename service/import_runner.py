@@ -26,7 +26,7 @@ from service.import_engine import BatchDone, StoppedMidway, import_kind, one_lin
 from service.import_files import UnusableInput, parse
 from service.import_jobs import stored_file
 from service.imports import REJECTED
-from service.runners import RUNNER_ID, claim
+from service.runners import claim, runner_name
 from service.tenancy import school_context
 
 log = logging.getLogger(__name__)
@@ -38,8 +38,9 @@ BATCH_SIZE = 1000
 RETRY_SECONDS = 15  # after the database failed under a batch
 
 
-def run_next_job(runner_id: str = RUNNER_ID) -> bool:
+def run_next_job(runner_id: str | None = None) -> bool:
     """Claim one due job and run it; False when none was due."""
+    runner_id = runner_id or runner_name()
     job = claim(ImportJob._get_collection(), ("queued", "running"), "due_at", "running",
                 LEASE_SECONDS, runner_id, extra={"$inc": {"claims": 1}})
     if job is None:

@@ -34,7 +34,13 @@ from documents.base import utcnow
 
 log = logging.getLogger(__name__)
 
-RUNNER_ID = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+_INSTANCE = uuid.uuid4().hex[:6]
+
+
+def runner_name() -> str:
+    """Who claims: host, process and thread, read when claiming (a module imported before
+    gunicorn forks its workers must not give them all one name)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.current_thread().name}:{_INSTANCE}"
 
 
 def school_ids() -> list:

@@ -35,7 +35,7 @@ from documents.base import utcnow
 from documents.webhooks import WebhookDelivery, WebhookSubscription
 from service import audit, notifications
 from service.context import SYSTEM
-from service.runners import RUNNER_ID, claim
+from service.runners import claim, runner_name
 from service.webhooks import signing_key
 
 LEASE_SECONDS = 60
@@ -77,8 +77,9 @@ def message_id(delivery: dict) -> str:
     return f"msg_{delivery['_id']}"
 
 
-def deliver_next(runner_id: str = RUNNER_ID) -> bool:
+def deliver_next(runner_id: str | None = None) -> bool:
     """Claim one due delivery and attempt it; False when none was due."""
+    runner_id = runner_id or runner_name()
     delivery = claim(WebhookDelivery._get_collection(), ("pending", "sending"),
                      "next_attempt_at", "sending", LEASE_SECONDS, runner_id)
     if delivery is None:

@@ -222,3 +222,31 @@ def test_subscriptions_are_checked_admin_only_and_school_scoped(world, client, r
     events = [e.action for e in AuditEvent.objects(school_id=world.school.id,
                                                    entity_type="webhook")]
     assert sorted(events) == ["webhook_create", "webhook_delete"]
+
+
+@pytest.mark.integration
+def test_the_workers_run_an_uploaded_job_and_deliver_its_event(live, receiver):
+    """gunicorn with 4 workers: their runner threads claim the job once, import it, and send
+    import.finished to a receiver in this process, signed."""
+    import requests
+
+    world, admin = live.world, live.world.headers("admin")
+    hook = requests.post(live.url(world.url("/webhooks")), headers=admin, timeout=10,
+                         json={"url": receiver.url, "events": ["import.finished"],
+                               "secret": SECRET})
+    assert hook.status_code == 201, hook.text
+    queued = requests.post(live.url(world.url("/imports")), headers=admin, timeout=10,
+                           data={"kind": "users"},
+                           files={"file": ("u.csv", b"email,name,role\nlive@hr.test,L,staff\n")})
+    assert queued.status_code == 202, queued.text
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not receiver.received:
+        time.sleep(0.2)
+    [(headers, body)] = receiver.received
+    event = verified(headers, body)
+    assert event["data"]["job_id"] == queued.json()["id"]
+    assert (event["data"]["status"], event["data"]["counts"]["created"]) == ("done", 1)
+    job = requests.get(live.url(world.url(f"/imports/{queued.json()['id']}")), headers=admin,
+                       timeout=10).json()
+    assert (job["status"], job["rows_done"], job["rows_total"]) == ("done", 1, 1)
+    assert job["started_at"] and job["finished_at"]
