@@ -14,6 +14,7 @@ from documents.accounts import User
 from documents.base import utcnow
 from documents.timetable import Assignment, Period, booking_keys
 from service.base import SchoolService
+from service.csv_cells import neutralised_row
 from service.errors import Forbidden, NotFound
 from service.ids import object_id
 from service.timetable import DAY_NAMES, minutes_of, settings_for_reading
@@ -165,7 +166,7 @@ class TimetableViews(SchoolService):
         for assignment in assignments:
             for row in self._csv_rows(assignment, periods[assignment.period_id],
                                       people.get(assignment.staff_id)):
-                writer.writerow(row)
+                writer.writerow(neutralised_row(row))  # no formulas in a spreadsheet
         return out.getvalue()
 
     @staticmethod

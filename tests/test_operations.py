@@ -411,3 +411,20 @@ def test_made_up_methods_share_one_metrics_label(client):
     assert sample(after, "rota_http_requests_total", **labels) - sample(
         before, "rota_http_requests_total", **labels) == 1
     assert 'method="BREW"' not in after
+
+
+def test_the_timetable_csv_export_neutralises_formula_cells(client, world):
+    headers = world.headers("admin")
+    period = client.post(world.url("/timetable/periods"), headers=headers, json={
+        "period_number": 1, "period_name": "First", "start_time": "08:00",
+        "end_time": "08:45"}).json
+    assigned = client.post(world.url("/timetable/assignments"), headers=headers, json={
+        "staff_id": str(world.staff.id), "period_id": period["id"], "day_of_week": 0,
+        "classes": [{"class_id": "-5A", "subject": "=HYPERLINK(\"http://x\")",
+                     "room_number": "@Lab"}]})
+    assert assigned.status_code == 201, assigned.json
+    exported = client.get(world.url("/timetable/export.csv"), headers=headers)
+    [row] = csv.DictReader(io.StringIO(exported.data.decode()))
+    assert (row["class_id"], row["subject"], row["room_number"]) == (
+        "'-5A", "'=HYPERLINK(\"http://x\")", "'@Lab")
+    assert row["period_number"] == "1"
