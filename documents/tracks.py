@@ -83,3 +83,4 @@ class TrackCourse(SchoolOwned):
     description = me.StringField()
     position = me.IntField(default=0)
     modules = me.EmbeddedDocumentListField(CourseModule)
+    version = me.IntField(default=0)  # each change is one conditional update of the course
