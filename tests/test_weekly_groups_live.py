@@ -1,11 +1,10 @@
 """Weekly groups under real concurrency: gunicorn with 4 workers on SecantusDB, and two
-`rota import` processes at once."""
+runs of `rota import` at once."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
+import io
+import threading
 from collections import Counter
 
 import pytest
@@ -13,9 +12,11 @@ import requests
 from bson import ObjectId
 
 from documents.weekly_groups import ProgramStudent, ProgramWeek, StudentMove
+from scripts.importer import run_import
 from scripts.invariants import groups_over_capacity, students_in_two_groups
+from service import weekly_groups_import
 from tests.helpers import parallel
-from tests.test_import_support import snapshot, write_csv
+from tests.test_import_support import replace_function, snapshot, write_csv
 from tests.test_weekly_groups import birth, manager, movers
 
 pytestmark = pytest.mark.integration
@@ -162,39 +163,48 @@ def test_generate_racing_moves_keeps_every_group_within_capacity(live):
 STUDENT_HEADER = ("program", "customer_id", "name", "ability_level", "birth_date", "email")
 
 
-def _import_process(live, path, run: int):
-    env = {**os.environ, "MONGODB_URI": live.uri}
-    return subprocess.Popen(
-        [sys.executable, "-m", "scripts.cli", "import", "students", str(path), "--school",
-         live.world.school.code, "--report", f"{path}.{run}.report.csv"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def test_two_parallel_student_imports_of_one_file_end_like_one_run(live, tmp_path):
+def test_two_parallel_student_imports_of_one_file_end_like_one_run(live, tmp_path,
+                                                                   monkeypatch):
+    """`rota import students` twice at once on one file, each batch of the two runs released
+    at the same instant: both finish with a report and exit 0, every row created by exactly
+    one of them, and the students stored are those of one run alone."""
     world = live.world
-    wg = manager(world)
-    wg.create_program(name="Imported", max_weeks=2)
+    manager(world).create_program(name="Imported", max_weeks=2)
     rows = [("Imported", f"C{n:05d}", f"Kid {n}", "Blue" if n % 2 else "Red",
              f"201{n % 10}-0{n % 9 + 1}-1{n % 9}", f"kid{n}@example.test")
             for n in range(3000)]
     path = write_csv(tmp_path / "students.csv", STUDENT_HEADER, rows)
+    together = threading.Barrier(2, timeout=120)
+    replace_function(monkeypatch, weekly_groups_import, "import_students",
+                     lambda *args: together.wait())
 
-    runs = [_import_process(live, path, 1), _import_process(live, path, 2)]
-    outputs = [run.communicate(timeout=300) for run in runs]
+    def run(i):
+        out = io.StringIO()
+        code = run_import("students", path, world.school.code, batch_size=200,
+                          report_path=tmp_path / f"report{i}.csv", out=out)
+        return code, out.getvalue()
 
-    assert [run.returncode for run in runs] == [0, 0], outputs
-    summaries = [next(line for line in out.splitlines() if line.startswith("created "))
-                 for out, _ in outputs]
-    created = [int(s.split("created ")[1].split()[0]) for s in summaries]
-    unchanged = [int(s.split("unchanged ")[1].split()[0]) for s in summaries]
-    assert sum(created) == 3000 and sum(unchanged) == 3000, summaries
-    together = snapshot(ProgramStudent, world.school.id)
+    outcomes = parallel(2, run)
+
+    assert [code for code, _ in outcomes] == [0, 0], outcomes
+    assert all((tmp_path / f"report{i}.csv").exists() for i in range(2))
+    counts = [{name: int(n) for name, n in (part.split() for part in summary(out).split(" / "))}
+              for _, out in outcomes]
+    assert sum(c["created"] for c in counts) == 3000, counts
+    assert sum(c["unchanged"] for c in counts) == 3000, counts
+    assert sum(c["updated"] + c["rejected"] for c in counts) == 0, counts
+    stored = snapshot(ProgramStudent, world.school.id)
+    monkeypatch.undo()
     ProgramStudent.objects(school_id=world.school.id).delete()
-    alone = _import_process(live, path, 3)
-    alone.communicate(timeout=300)
-    assert alone.returncode == 0
-    assert snapshot(ProgramStudent, world.school.id) == together
-    assert len(together) == 3000
+    assert run_import("students", path, world.school.code, out=io.StringIO()) == 0
+    assert snapshot(ProgramStudent, world.school.id) == stored
+    assert len(stored) == 3000
+
+
+def summary(output: str) -> str:
+    """"created 3 / updated 0 / unchanged 1 / rejected 0" of a run's output."""
+    line = next(line for line in output.splitlines() if line.startswith("created "))
+    return line.split("(")[0].strip()
 
 
 def test_parallel_advances_move_one_week_each(live):
