@@ -10,6 +10,7 @@ import pytest
 from documents.audit import AuditEvent, Notification
 from documents.base import utcnow
 from documents.timetable import AlterationRequest
+from scripts.invariants import accepted_swaps_not_executed_once
 from scripts.repair import run_repair
 from service.timetable_alterations import AlterationRequests
 from service.timetable_slots import slots
@@ -308,9 +309,12 @@ def test_a_crash_between_the_writes_is_settled_by_rota_repair_once(client, world
     created = ask(client, world, held, target_staff_id=world.staff2).json
     before = len(notifications_of(world.staff2))
     interrupt_accept(world, created["id"], moved=True, age=timedelta(seconds=1))
+    db = AlterationRequest._get_db()
+    assert accepted_swaps_not_executed_once(db) == []  # accepting is not accepted yet
     lines = []
     assert run_repair(world.school.code, lines.append) == 0
     assert f"  fixed: alteration request {created['id']} settled as accepted" in lines
+    assert accepted_swaps_not_executed_once(db) == []
     stored = AlterationRequest.objects.get(id=created["id"])
     assert (stored.status, stored.responded_by) == ("accepted", world.staff2.id)
     assert stored_assignment(held["id"]).staff_id == world.staff2.id

@@ -10,6 +10,11 @@ import requests
 
 from documents.audit import AuditEvent, Notification
 from documents.timetable import AlterationRequest, TimetableSlot
+from scripts.invariants import (
+    accepted_swaps_not_executed_once,
+    class_and_room_double_bookings,
+    staff_double_bookings,
+)
 from tests.helpers import parallel
 
 pytestmark = pytest.mark.integration
@@ -73,6 +78,9 @@ def test_twenty_parallel_accepts_give_one_owner(live):
     outcome = Notification.objects(__raw__={"data.request_id": str(stored.id),
                                             "data.assignment_id": held["id"]})
     assert sorted(n.user_id for n in outcome) == sorted([world.staff.id, winner.id])
+    db = AlterationRequest._get_db()
+    assert [check(db) for check in (staff_double_bookings, class_and_room_double_bookings,
+                                    accepted_swaps_not_executed_once)] == [[], [], []]
 
 
 def test_parallel_creates_of_one_staff_slot_give_one_assignment(live):
