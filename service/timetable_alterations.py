@@ -30,6 +30,7 @@ from documents.audit import AuditEvent, Notification
 from documents.base import utcnow
 from documents.connection import insert_unique
 from documents.timetable import AlterationRequest, Assignment
+from service import webhooks
 from service.aggregates import update_where
 from service.audit import audit_event
 from service.base import SchoolService
@@ -92,6 +93,8 @@ class AlterationRequests(SchoolService):
             reason=reason, open_key=str(assignment.id)))
         self._announce_new(request, requester, assignment)
         self.audit("create", KIND, request.id, after=request_summary(request))
+        webhooks.emit(self.ctx, "swap.requested", {"request_id": request.id,
+                                                   **request_summary(request)})
         return request
 
     def _me(self) -> User:
@@ -209,6 +212,9 @@ class AlterationRequests(SchoolService):
             raise
         request.accepted_by = acceptor.id
         self._finish(request, reason, "accept")
+        webhooks.emit(self.ctx, "swap.accepted", {"request_id": request.id,
+                                                  "accepted_by": acceptor.id,
+                                                  "assignment_id": request.assignment_id})
         return request.reload()
 
     def _check_may_answer(self, request: AlterationRequest, me: User) -> None:
@@ -347,6 +353,7 @@ class AlterationRequests(SchoolService):
                     + (f": {reason}" if reason else "."), {"request_id": str(request.id)})
         self.audit("reject", KIND, request.id, before={"status": "pending"},
                    after={"status": "rejected", "response_reason": reason})
+        webhooks.emit(self.ctx, "swap.rejected", {"request_id": request.id, "rejected_by": me.id})
         return request.reload()
 
     def cancel(self, request_id, reason: str | None = None) -> AlterationRequest:
@@ -361,6 +368,7 @@ class AlterationRequests(SchoolService):
                         {"request_id": str(request.id)})
         self.audit("cancel", KIND, request.id, before={"status": "pending"},
                    after={"status": "cancelled"})
+        webhooks.emit(self.ctx, "swap.cancelled", {"request_id": request.id})
         return request.reload()
 
     def _close(self, request, to_status: str, **fields) -> bool:
