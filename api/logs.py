@@ -33,6 +33,19 @@ class JsonFormatter(BaseJsonFormatter):
                                         "process": "pid"})
 
 
+class StderrHandler(logging.StreamHandler):
+    """Writes to sys.stderr as it is at each line, like logging's last resort: a test's
+    capture may swap it after the app was made."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value):
+        pass
+
+
 def configure(level: str) -> None:
     """JSON lines on standard error for the whole process, once (under gunicorn the root
     logger already has them from its `logconfig_dict`)."""
@@ -40,7 +53,7 @@ def configure(level: str) -> None:
     root.setLevel(level)
     logging.captureWarnings(True)  # Python's warnings become JSON lines too
     if not any(isinstance(h.formatter, JsonFormatter) for h in root.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+        handler = StderrHandler()
         handler.setFormatter(JsonFormatter())
         root.addHandler(handler)
 
