@@ -14,6 +14,8 @@ from __future__ import annotations
 import base64
 import binascii
 import secrets
+from collections.abc import Iterable
+from datetime import date, datetime
 from urllib.parse import urlsplit
 
 from bson import ObjectId
@@ -46,18 +48,44 @@ MIN_SECRET_BYTES = 16
 
 def emit(ctx: SchoolContext, event: str, payload: dict) -> int:
     """Queue `event` for every enabled subscription of the school that wants it; the number
-    queued."""
+    of deliveries queued."""
     return emit_for_school(ctx.school_id, event, payload)
 
 
+def emit_many(ctx: SchoolContext, event: str, payloads: Iterable[dict]) -> int:
+    """One event per payload (a bulk change): one read and one write in all."""
+    return _queue(ctx.school_id, event, list(payloads))
+
+
 def emit_for_school(school_id, event: str, payload: dict) -> int:
-    subscriptions = WebhookSubscription.objects.for_school(school_id).filter(
-        enabled=True, events=event).scalar("id")
-    deliveries = [_delivery(school_id, subscription_id, event, payload)
-                  for subscription_id in subscriptions]
+    return _queue(school_id, event, [payload])
+
+
+def _queue(school_id, event: str, payloads: list[dict]) -> int:
+    if not payloads:
+        return 0
+    subscriptions = list(WebhookSubscription.objects.for_school(school_id).filter(
+        enabled=True, events=event).scalar("id"))
+    deliveries = [_delivery(school_id, subscription_id, event, json_safe(payload))
+                  for subscription_id in subscriptions for payload in payloads]
     if deliveries:
         WebhookDelivery.objects.insert(deliveries, load_bulk=False)
     return len(deliveries)
+
+
+def json_safe(value):
+    """Ids as strings, times as ISO-8601 UTC with Z: what the receiver gets as JSON."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [json_safe(v) for v in value]
+    if isinstance(value, ObjectId):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat(timespec="milliseconds") + "Z"
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
 
 
 def _delivery(school_id, subscription_id, event: str, payload: dict) -> WebhookDelivery:
