@@ -201,6 +201,44 @@ def test_two_parallel_student_imports_of_one_file_end_like_one_run(live, tmp_pat
     assert len(stored) == 3000
 
 
+def test_two_parallel_membership_imports_of_one_file_end_like_one_run(live, tmp_path,
+                                                                      monkeypatch):
+    """The same for `group-memberships`: both runs change the same week documents at the
+    same instant; the loser of each compare-and-set finds its rows done."""
+    world = live.world
+    wg = manager(world)
+    program = wg.create_program(name="Placed", max_weeks=2)
+    for number in range(4):
+        wg.create_group(program.id, f"G{number}", "Blue", max_size=60)
+    for n in range(200):
+        wg.add_student(program.id, f"Kid {n}", customer_id=f"K{n:03d}")
+    rows = [("Placed", week, f"G{n % 4}", f"K{n:03d}") for n in range(200) for week in (1, 2)]
+    path = write_csv(tmp_path / "memberships.csv",
+                     ("program", "week_number", "group", "customer_id"), rows)
+    together = threading.Barrier(2, timeout=120)
+    replace_function(monkeypatch, weekly_groups_import, "import_group_memberships",
+                     lambda *args: together.wait())
+
+    def run(i):
+        out = io.StringIO()
+        code = run_import("group-memberships", path, world.school.code, batch_size=50,
+                          report_path=tmp_path / f"report{i}.csv", out=out)
+        return code, out.getvalue()
+
+    outcomes = parallel(2, run)
+
+    assert [code for code, _ in outcomes] == [0, 0], outcomes
+    counts = [{name: int(n) for name, n in (part.split() for part in summary(out).split(" / "))}
+              for _, out in outcomes]
+    assert [sum(c[status] for c in counts) for status in ("created", "unchanged")] \
+        == [400, 400], counts
+    _invariants_hold()
+    for week in (1, 2):
+        assert sorted(len(members) for members in _members(program, week).values()) \
+            == [50, 50, 50, 50]
+    assert StudentMove.objects(program_id=program.id).count() == 400
+
+
 def summary(output: str) -> str:
     """"created 3 / updated 0 / unchanged 1 / rejected 0" of a run's output."""
     line = next(line for line in output.splitlines() if line.startswith("created "))
