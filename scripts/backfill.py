@@ -46,6 +46,10 @@ def print_report(report: BackfillReport, dry_run: bool, echo: Callable) -> None:
          f"records{existed}")
     echo(f"  Added {report.members_added} team member records")
     echo(f"  Used inference for {report.teams_inferred} teams (no group_members found)")
+    if report.teams_inferred:
+        echo("  Review them: GET /api/v1/schools/<school_id>/projects/<project_id>/teams"
+             "?backfill_source=inferred; correct one with POST "
+             "/api/v1/schools/<school_id>/project-teams/<id>/correct")
     for step, collection, label, linked in (
             (4, "evaluations", "evaluations", report.linked_evaluations),
             (5, "project_assessments", "project assessments", report.linked_assessments),

@@ -99,6 +99,7 @@ def test_backfill_creates_infers_links_and_reports_each_step(legacy):
     assert f"  Added {EXPECTED['member_records']} team member records" in report
     assert f"  Used inference for {EXPECTED['inferred_teams']} teams (no group_members found)" \
         in report
+    assert any("?backfill_source=inferred" in line for line in report)
     assert f"  Linked {EXPECTED['linked_evaluations']} evaluations" in report
     assert f"  Linked {EXPECTED['linked_assessments']} project assessments" in report
     assert f"  Linked {EXPECTED['linked_note_contexts']} project notes contexts" in report
