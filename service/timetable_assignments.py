@@ -11,6 +11,7 @@ from bson import ObjectId
 
 from documents.accounts import User
 from documents.timetable import Assignment, ClassInfo, Period, TimetableSettings, booking_keys
+from service import webhooks
 from service.base import SchoolService
 from service.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from service.ids import field_object_id, object_id
@@ -280,6 +281,10 @@ class Assignments(SchoolService):
                    before={"staff_id": previous_staff_id},
                    after={"staff_id": new_staff.id, "original_staff_id": previous_staff_id,
                           "override_notes": notes})
+        webhooks.emit(self.ctx, "assignment.overridden", {
+            "assignment_id": assignment.id, "day_of_week": assignment.day_of_week,
+            "period_id": assignment.period_id, "staff_before": previous_staff_id,
+            "staff_after": new_staff.id})
 
 
 def _class_keys(classes) -> set[tuple[str, str]]:
