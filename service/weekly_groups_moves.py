@@ -14,7 +14,7 @@ from datetime import date
 
 from documents.connection import insert_unique
 from documents.weekly_groups import Group, Program
-from service import audit
+from service import audit, webhooks
 from service.context import STAFF_ROLES
 from service.errors import ValidationFailed
 from service.ids import field_object_id
@@ -72,6 +72,7 @@ class WeekMoves(WeeklyService):
             before={"week_number": r["week_number"], "group_id": r["from_group_id"]},
             after={"week_number": r["week_number"], "group_id": r["to_group_id"]})
             for r in records])
+        webhooks.emit_many(self.ctx, "student.moved", records)
 
     # ---- generation and copies
 
