@@ -20,7 +20,7 @@ from documents.accounts import User
 from documents.audit import Notification
 from documents.base import utcnow
 from documents.tracks import Track
-from service import audit, notifications
+from service import audit, notifications, webhooks
 from service.context import ADMIN_ROLES, STAFF_ROLES
 from service.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from service.ids import field_object_id, object_id, unique_ids
@@ -270,6 +270,9 @@ class TrackStudents(TrackService):
                    before={"track_id": track["_id"], "instructor_id": source},
                    after={"track_id": track["_id"], "instructor_id": target,
                           "track_version": track["version"]})
+        webhooks.emit(self.ctx, "instructor.reassigned", {
+            "track_id": track["_id"], "student_id": student, "instructor_before": source,
+            "instructor_after": target})
         names = self._users_by_id([student])
         who = names[student].name if student in names else str(student)
         data = {"track_id": str(track["_id"]), "student_id": str(student)}
