@@ -28,7 +28,7 @@ from documents.team_rosters import (
     ProjectTeam,
     TeamMember,
 )
-from service import audit, notifications
+from service import audit, notifications, webhooks
 from service.aggregates import ATTEMPTS, update_where
 from service.base import SchoolService
 from service.context import STAFF_ROLES
@@ -440,6 +440,9 @@ class ProjectTeams(RosterService):
         self.audit("lock", "project_team", locked.id,
                    after={"locked_reason": reason, "members_version": locked.members_version,
                           "member_ids": locked.member_ids})
+        webhooks.emit(self.ctx, "team.locked", {
+            "team_id": locked.id, "project_id": locked.project_id, "reason": reason,
+            "members_version": locked.members_version, "member_ids": locked.member_ids})
         self._notify_members(locked, "project_team_locked",
                              f"Team '{locked.display_name_at_time}' is now locked: {reason}.")
         return locked
