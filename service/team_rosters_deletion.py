@@ -4,6 +4,9 @@ deleted (service/projects.py calls `ProjectTeamsDeletion.start` and `.finish`).
 A linked team is locked (linking locks the team first, then writes the record), and a lock
 never lifts, so every delete here matches only `locked: False`: a team locked a moment before
 stays, a team deleted a moment before cannot be locked (the lock's filter matches nothing).
+The one exception: a team locked by a link that died before writing its record. Nothing links
+it, so once its lock is older than any link takes (`CRASHED_LINK_AFTER`) and no record names
+it, it goes like an unlocked one.
 
 A project's teams go in three steps, each safe to crash after:
 1. a `ProjectTeamsClosing` marker for the project (and its sub-projects): a team created from
@@ -17,16 +20,29 @@ re-used), and until then creating a team for it answers 409 `project_deleting`.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from pymongo import UpdateOne
 
 from documents.base import utcnow
 from documents.projects import Project
-from documents.team_rosters import ProjectTeam, ProjectTeamsClosing
+from documents.team_rosters import (
+    Evaluation,
+    NoteContext,
+    ProjectAssessment,
+    ProjectTeam,
+    ProjectTeamsClosing,
+)
 from service import audit
 from service.base import SchoolService
 from service.context import STAFF_ROLES
 from service.errors import Conflict, NotFound
 from service.ids import object_id
+
+LINKING_MODELS = (Evaluation, ProjectAssessment, NoteContext)
+# A link writes its record milliseconds after locking the team; a lock this old with no record
+# is one whose link died in between.
+CRASHED_LINK_AFTER = timedelta(minutes=5)
 
 
 class ProjectTeamsDeletion(SchoolService):
@@ -36,8 +52,12 @@ class ProjectTeamsDeletion(SchoolService):
         """Delete one version of a team; 409 `team_linked` when a record links (locks) it."""
         self.require_role(STAFF_ROLES)
         oid = object_id(team_id, "project team")
-        before = ProjectTeam._get_collection().find_one_and_delete(
+        teams = ProjectTeam._get_collection()
+        before = teams.find_one_and_delete(
             {"school_id": self.school_id, "_id": oid, "locked": False})
+        if before is None and self._lock_left_by_a_crash([oid]):
+            before = teams.find_one_and_delete({"school_id": self.school_id, "_id": oid,
+                                                **self._stale_lock()})
         if before is None:
             team = ProjectTeam.objects.for_school(self.school_id).filter(id=oid).first()
             if team is None:
@@ -63,7 +83,14 @@ class ProjectTeamsDeletion(SchoolService):
                            "_id": {"$in": [team["_id"] for team in unlinked]}})
         # a team that is not plainly unlocked counts as linked: the safe side
         linked = list(teams.find({**scope, "locked": {"$ne": False}},
-                                 {"_id": 1, "display_name_at_time": 1, "team_version": 1}))
+                                 {"_id": 1, "display_name_at_time": 1, "team_version": 1,
+                                  "project_id": 1, "member_ids": 1}))
+        crashed = self._lock_left_by_a_crash([team["_id"] for team in linked])
+        if crashed:
+            teams.delete_many({**scope, "_id": {"$in": crashed}, **self._stale_lock()})
+            unlinked += [team for team in linked if team["_id"] in crashed]
+            linked = list(teams.find({**scope, "locked": {"$ne": False}},
+                                     {"_id": 1, "display_name_at_time": 1, "team_version": 1}))
         if linked:
             self.finish(project_ids)
             raise self._has_teams(linked)
@@ -72,6 +99,24 @@ class ProjectTeamsDeletion(SchoolService):
             before={"project_id": team["project_id"], "member_ids": team.get("member_ids", [])},
             after={"reason": "project deleted"}) for team in unlinked])
         return len(unlinked)
+
+    def _lock_left_by_a_crash(self, team_ids: list) -> list:
+        """Of these locked teams, those no record links and that were locked longer ago than
+        any link takes (a link locks, then writes its record a moment later): a link died in
+        between. Nothing links them, so they may go. Three reads when there are any."""
+        if not team_ids:
+            return []
+        candidates = set(ProjectTeam.objects.for_school(self.school_id).filter(
+            id__in=team_ids, **{"locked_at__lt": utcnow() - CRASHED_LINK_AFTER}).scalar("id"))
+        for model in LINKING_MODELS:
+            if candidates:
+                candidates -= set(model.objects.for_school(self.school_id).filter(
+                    project_team_id__in=list(candidates)).scalar("project_team_id"))
+        return sorted(candidates)
+
+    @staticmethod
+    def _stale_lock() -> dict:
+        return {"locked": True, "locked_at": {"$lt": utcnow() - CRASHED_LINK_AFTER}}
 
     def finish(self, project_ids: list) -> None:
         ProjectTeamsClosing.objects.for_school(self.school_id).filter(

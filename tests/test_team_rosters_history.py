@@ -62,6 +62,33 @@ def test_a_team_nothing_links_can_be_deleted_a_linked_one_cannot(client, world, 
                               entity_id=str(loose["id"])).count() == 1
 
 
+def test_a_team_locked_by_a_link_that_died_goes_once_the_lock_is_old(client, world, project):
+    """A link that died after locking leaves a locked team no record links: refused while a
+    link could still be writing its record, deleted (alone or with its project) after."""
+    from datetime import timedelta
+
+    from documents.base import utcnow
+    from service.team_rosters_deletion import CRASHED_LINK_AFTER
+
+    orphan = make_team(client, world, project, team_name="Orphan")
+    linked = make_team(client, world, project, team_name="Linked")
+    record = link(client, world, "evaluations", project, linked)
+    ProjectTeam.objects(id=orphan["id"]).update_one(set__locked=True, set__locked_at=utcnow())
+    fresh = delete(client, world, f"/project-teams/{orphan['id']}")
+    assert fresh.status_code == 409 and error(fresh)["code"] == "team_linked"
+
+    long_ago = utcnow() - CRASHED_LINK_AFTER - timedelta(seconds=1)
+    ProjectTeam.objects(id__in=[orphan["id"], linked["id"]]).update(set__locked_at=long_ago)
+    assert delete(client, world, f"/project-teams/{linked['id']}").status_code == 409
+    assert delete(client, world, f"/project-teams/{orphan['id']}").status_code == 204
+
+    again = make_team(client, world, project, team_name="Orphan 2")
+    ProjectTeam.objects(id=again["id"]).update_one(set__locked=True, set__locked_at=long_ago)
+    Evaluation.objects(id=record["id"]).delete()  # nothing links `linked` any more
+    assert delete(client, world, f"/projects/{project.id}", role="admin").status_code == 204
+    assert ProjectTeam.objects(project_id=project.id).count() == 0
+
+
 def test_a_project_whose_teams_nothing_links_is_deleted_with_them(client, world, people,
                                                                   project):
     group = make_group(client, world, people[:2])
