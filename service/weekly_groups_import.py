@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator
 from datetime import datetime
+from functools import partial
 
 from bson import ObjectId
 from pymongo import UpdateOne
@@ -168,8 +169,8 @@ def import_group_memberships(ctx: SchoolContext, rows: list[Row],
     """Place students in groups per week with the move rules: a group is never overfilled
     (rows beyond its free seats are rejected; seats freed by students leaving it in the same
     batch count from the next run) and a student is never in two groups in a week. Round
-    trips per batch: three reads, then per week it touches one read and one
-    compare-and-set, then the move log and the audit."""
+    trips per batch: the programs, the groups, the students (in chunks), then per week it
+    touches one read and one compare-and-set, then the move log and the audit."""
     batch = MembershipBatch(ctx, rows)
     by_week: dict[tuple, list] = defaultdict(list)
     for row in rows:
@@ -181,14 +182,12 @@ def import_group_memberships(ctx: SchoolContext, rows: list[Row],
     service = WeeklyService(ctx)
     records: list[dict] = []
     for (program_id, week), placements in by_week.items():
-        change = WeekChange(service, program_id, week, "import")
+        change, plan = WeekChange(service, program_id, week, "import"), partial(
+            batch.apply, placements)
         if dry_run:
-            change.plan_on(service.load_week(program_id, week),
-                           lambda week_doc, change, placements=placements:
-                           batch.apply(week_doc, change, placements))
+            change.plan_on(service.load_week(program_id, week), plan)
         else:
-            change.run(lambda week_doc, change, placements=placements:
-                       batch.apply(week_doc, change, placements))
+            change.run(plan)
             records += change.records
     if records:  # one event naming the students placed (the move log has each change)
         audit.record_many([audit.bulk_event(ctx.actor, ctx.school_id, "import", ENTITY,
@@ -197,7 +196,7 @@ def import_group_memberships(ctx: SchoolContext, rows: list[Row],
 
 
 class MembershipBatch:
-    """What one batch of membership rows names, loaded in three queries."""
+    """What one batch of membership rows names: its programs, groups and students."""
 
     def __init__(self, ctx: SchoolContext, rows: list[Row]):
         school = ctx.school_id
@@ -228,7 +227,7 @@ class MembershipBatch:
                              f"{values['customer_id']!r} in the program", key)
         return program.id, week, self.groups.get((program.id, values["group"])), student["_id"]
 
-    def apply(self, week_doc: dict, change: WeekChange, placements: list) -> None:
+    def apply(self, placements: list, week_doc: dict, change: WeekChange) -> None:
         """The week's rows on the document as read; their results (again when the
         compare-and-set lost a race and plans anew)."""
         free = {g["group_id"]: g["max_size"] - len(g["members"]) for g in week_doc["groups"]}
