@@ -56,7 +56,8 @@ def preload_assignments(ctx: SchoolContext, rows: list[Row], dry_run: bool
 def import_assignments(ctx: SchoolContext, rows: list[Row], dry_run: bool,
                        snapshot: TimetableSnapshot | None = None) -> list[RowResult]:
     snapshot = snapshot or preload_assignments(ctx, rows, dry_run)
-    plans = [snapshot.plan(group) for group in _groups(rows)]
+    now = utcnow()
+    plans = [snapshot.plan(group, now) for group in _groups(rows)]
     if not dry_run:
         snapshot.write([p for p in plans if p.written])
     return [result for plan in plans for result in plan.results()]
@@ -200,8 +201,8 @@ class TimetableSnapshot:
         self.periods = {p.period_number: p.id for p in settings.periods if p.is_active}
         self.working_days = set(settings.working_days)
         self.overlapping = settings.allow_overlapping_assignments
-        self.staff_by_ref = {s["email"]: s for s in staff}
-        self.staff_by_ref.update({s["external_id"]: s for s in staff if s.get("external_id")})
+        self.staff_by_ref: dict[str, dict] = {}
+        self._add_people(staff)
         # (day, period_id) -> the slot with the plans applied, and (its _id, its version in
         # the database) for the slots that are stored
         self.planned: dict[tuple, PlannedSlot] = {}
@@ -210,14 +211,20 @@ class TimetableSnapshot:
 
     @classmethod
     def load(cls, ctx: SchoolContext, rows: list[Row]) -> TimetableSnapshot:
-        refs = {row.values["staff"] for row in rows}
-        staff = User.objects.for_school(ctx.school_id).filter(
-            __raw__={"$or": [{"external_id": {"$in": list(refs)}},
-                             {"email": {"$in": [r.lower() for r in refs]}}]}).only(
-            "email", "external_id", "role", "is_active").as_pymongo()
-        snapshot = cls(ctx, settings_for_reading(ctx.school_id), list(staff.batch_size(10000)))
+        snapshot = cls(ctx, settings_for_reading(ctx.school_id), _people(
+            ctx.school_id, {"role": "staff"}))
+        unknown = {row.values["staff"] for row in rows if snapshot._staff(
+            row.values["staff"]) is None}
+        if unknown:  # named, but not staff (a student, an admin) or no one: say which
+            snapshot._add_people(_people(ctx.school_id, {"$or": [
+                {"external_id": {"$in": sorted(unknown)}},
+                {"email": {"$in": sorted(r.lower() for r in unknown)}}]}))
         snapshot._load_slots(rows)
         return snapshot
+
+    def _add_people(self, people: list[dict]) -> None:
+        self.staff_by_ref.update({p["email"]: p for p in people})
+        self.staff_by_ref.update({p["external_id"]: p for p in people if p.get("external_id")})
 
     def _load_slots(self, rows: list[Row]) -> None:
         """The stored slots of the rows' days and periods."""
@@ -238,7 +245,7 @@ class TimetableSnapshot:
 
     # planning
 
-    def plan(self, rows: list[Row]) -> SlotPlan:
+    def plan(self, rows: list[Row], now) -> SlotPlan:
         first = rows[0].values
         plan = SlotPlan(rows, f"{first['staff']}/{first['day_of_week']}/{first['period_number']}")
         staff_slot = self._check_slot(plan, first)
@@ -253,12 +260,12 @@ class TimetableSnapshot:
         plan.slot = (day, period_id)
         if plan.slot not in self.planned:
             self.planned[plan.slot] = PlannedSlot(slot_document(
-                self.ctx.school_id, day, period_id, [], utcnow()))
+                self.ctx.school_id, day, period_id, [], now))
         slot = self.planned[plan.slot]
         derived = assignment_id_for(self.ctx.school_id, *staff_slot)
         plan.stored = slot.held_by(staff_id, derived)
         plan.document = assignment_document(plan.stored["id"] if plan.stored else derived,
-                                            staff_id, classes, utcnow())
+                                            staff_id, classes, now)
         plan.keys = class_keys(classes)
         self._check_stored(plan)
         if plan.live:
@@ -294,7 +301,8 @@ class TimetableSnapshot:
         for row in plan.rows:
             values = row.values
             count = values.get("student_count")
-            if count is not None and (_int(count) is None or _int(count) < 0):
+            number = None if count is None else _int(count)
+            if count is not None and (number is None or number < 0):
                 plan.reject(f"bad student_count {count!r}: a whole number >= 0", row.line)
             class_key = booking_key(values["class_id"])
             if class_key in lines_by_class:
@@ -304,8 +312,8 @@ class TimetableSnapshot:
             entry = {"class_id": values["class_id"], "subject": values["subject"]}
             if values.get("room_number"):
                 entry["room_number"] = values["room_number"]
-            if count is not None and _int(count) is not None:
-                entry["student_count"] = _int(count)
+            if number is not None:
+                entry["student_count"] = number
             classes.append(entry)
         return classes
 
@@ -430,6 +438,13 @@ class TimetableSnapshot:
             after={"classes": plan.document["classes"]})
             for plan in plans if plan.status == UPDATED]
         audit.record_many(events)
+
+
+def _people(school_id, query: dict) -> list[dict]:
+    """The school's users matching `query`, as the import reads them. The staff are read
+    by role: an `$in` over hundreds of references costs seconds on the embedded server."""
+    return list(User.objects.for_school(school_id).filter(__raw__=query).only(
+        "email", "external_id", "role", "is_active").as_pymongo().batch_size(10000))
 
 
 def _double_booking(kind: str, key: str) -> str:
