@@ -189,10 +189,13 @@ def delete_group(ctx, group_id):
 @blp.route("/<school_id>/projects/<project_id>/teams", methods=["POST"])
 @blp.arguments(TeamCreateSchema)
 @blp.response(201, ProjectTeamSchema)
+@blp.alt_response(409, description="project_deleting: the project is being deleted")
 @school_route(module=MODULE, roles=STAFF_ROLES)
 def create_team(ctx, body, project_id):
     """Create a project team from a course group (members copied now) or with a custom
-    name; one of team_id / team_name is required (422)."""
+    name; one of team_id / team_name is required (422). From a group that already has a team
+    in this project: the next version of that team (parallel creates: consecutive versions),
+    which supersedes the older ones."""
     return ProjectTeams(ctx).create(project_id, body.get("team_id"), body.get("team_name"))
 
 
@@ -280,6 +283,13 @@ def delete_team(ctx, team_id):
     ProjectTeamsDeletion(ctx).delete_team(team_id)
 
 
+class RoleChangeSchema(BaseSchema):
+    user_id = Id()
+    name = fields.String(allow_none=True)
+    role_before = fields.String(allow_none=True)
+    role = fields.String(allow_none=True, metadata={"description": "the role in `other_id`"})
+
+
 class VersionDiffSchema(BaseSchema):
     """What changed from one version of a team (`project_team_id`) to another (`other_id`)."""
 
@@ -291,8 +301,8 @@ class VersionDiffSchema(BaseSchema):
         "description": "in `other_id`, not in `project_team_id`"})
     removed = fields.List(fields.Nested(PersonSchema), metadata={
         "description": "in `project_team_id`, not in `other_id`"})
-    role_changed = fields.List(fields.Dict(), metadata={
-        "description": "`{user_id, name, role_before, role}` of members in both"})
+    role_changed = fields.List(fields.Nested(RoleChangeSchema), metadata={
+        "description": "members of both versions whose role differs"})
 
 
 @blp.route("/<school_id>/project-teams/<team_id>/diff/<other_id>", methods=["GET"])

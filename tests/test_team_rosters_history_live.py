@@ -7,6 +7,7 @@ from collections import Counter
 import pytest
 import requests
 
+from documents.audit import AuditEvent
 from documents.projects import Project
 from documents.team_rosters import CourseGroup, Evaluation, ProjectTeam, ProjectTeamsClosing
 from tests.helpers import parallel, unique
@@ -99,3 +100,44 @@ def test_a_team_created_while_its_project_is_deleted_does_not_outlive_it(live):
             assert created.json()["error"]["code"] == "project_deleting"
         assert Project.objects(id=project.id).count() == 0
         assert ProjectTeam.objects(project_id=project.id).count() == 0
+
+
+def test_a_late_joiner_racing_the_close_never_changes_a_closed_evaluation(live):
+    """A late joiner and the close of the same evaluation, at once, a few rounds. Either the
+    joiner came first (200, then the close froze the new roster) or the close did (409
+    evaluation_closed, the old roster stays); in both, the closed evaluation's roster is that
+    of the locked team version it links, and the audit names a relink only when it landed."""
+    world = live.world
+    headers = world.headers("staff")
+    for _ in range(ROUNDS):
+        founder, joiner = (world.add_user(world.school, "student") for _ in range(2))
+        project = Project(school_id=world.school.id, name="Open", slug=unique("open")).save()
+        team = ProjectTeam(school_id=world.school.id, project_id=project.id,
+                           lineage=unique("l"), display_name_at_time="Crew",
+                           members=[{"user_id": founder.id}], member_ids=[founder.id]).save()
+        evaluation = call(live, "POST", "/evaluations", headers=headers,
+                          json={"project_id": str(project.id), "project_team_id": str(team.id),
+                                "title": "Review"}).json()
+
+        def race(i, evaluation=evaluation, joiner=joiner):
+            if i == 0:
+                return call(live, "POST", f"/evaluations/{evaluation['id']}/close",
+                            headers=headers)
+            return call(live, "POST", f"/evaluations/{evaluation['id']}/late-joiners",
+                        headers=headers, json={"user_ids": [str(joiner.id)]})
+
+        closed, joined = parallel(2, race)
+        assert closed.status_code == 200, closed.text
+        final = Evaluation.objects.get(id=evaluation["id"])
+        linked = ProjectTeam.objects.get(id=final.project_team_id)
+        assert final.status == "closed" and linked.locked
+        assert final.member_ids == linked.member_ids
+        relinks = AuditEvent.objects(action="late_joiners", entity_id=evaluation["id"]).count()
+        assert relinks == (joined.status_code == 200)
+        if joined.status_code == 200:
+            assert final.member_ids == [founder.id, joiner.id]
+            assert linked.team_version == 2
+        else:
+            assert joined.status_code == 409, joined.text
+            assert joined.json()["error"]["code"] == "evaluation_closed"
+            assert final.member_ids == [founder.id] and final.project_team_id == team.id
