@@ -1,5 +1,7 @@
-"""Course groups, project teams (frozen rosters: locking, versions, cloning) and the
-evaluations, project assessments and note contexts that lock a team by linking to it.
+"""Course groups and project teams (frozen rosters: locking, versions, cloning). Beside this:
+the records that link a team (service/team_rosters_records.py), deleting teams (_deletion),
+version diffs and a student's teams (_history), corrections and late joiners (_changes),
+splitting a group (_split), import and export (_import), the backfill (_backfill).
 
 A team version is one aggregate (documents/team_rosters.py) and every change to it is one
 conditional update whose filter states the rule (service/aggregates.update_where): a roster
@@ -10,7 +12,14 @@ a roster that can no longer change, and no edit lands after the lock.
 
 Linking writes two documents, the team first (lock), then the record with the locked roster.
 A crash in between leaves a locked team that nothing links to: harmless, its roster is a
-valid snapshot and POST .../versions makes an unlocked copy, so `rota repair` leaves it.
+valid snapshot and POST .../versions makes an unlocked copy, so `rota repair` leaves it
+(after a while it can be deleted: service/team_rosters_deletion.py).
+
+Versions of one team share a `lineage`; a new version is inserted as latest + 1 under the
+unique (project, lineage, team_version) index (a parallel twin retries with the next number),
+then the older versions are marked `superseded`. A link matches only `superseded: False` and
+also checks for a newer version (a crash before the mark leaves it unset), so new records
+always take the newest version; records linked before keep theirs.
 """
 
 from __future__ import annotations
