@@ -6,8 +6,9 @@ assignment. Every row of a slot (day_of_week, period_number) arrives in the same
 (service/timetable_assignments.py): a staff member, a class or a room is booked once per slot
 unless the school allows overlapping. A file is imported as:
 
-  1. read, once for the whole file (ImportKind.preload), the settings, the staff and the
-     slots of the rows' days and periods (3 queries);
+  1. read, once for the whole file (ImportKind.preload), the settings, the school's staff
+     (and whoever else the rows name) and the slots of the rows' days and periods (3 or 4
+     queries);
   2. plan each group against the slot as the snapshot holds it (earlier groups and batches
      included): created, updated, unchanged or rejected;
   3. write every slot the batch changes in one unordered bulk_write: one conditional update
@@ -190,7 +191,7 @@ class PlannedSlot:
 
 
 class TimetableSnapshot:
-    """The settings, the staff and the slots the rows name, read up front in three queries.
+    """The settings, the staff and the slots the rows name, read up front (3 or 4 queries).
     Planning applies each accepted group to the snapshot's copy of its slot, so later groups
     and batches are checked against it; every write is still a conditional update on the
     version read, so a change made meanwhile by someone else is refused, never overwritten."""
