@@ -43,6 +43,10 @@ class ImportFileSchema(BaseSchema):
     file = Upload(required=True, metadata={"description": "`.csv` or `.jsonl` (by name)."})
 
 
+class ImportUploadSchema(ImportFormSchema, ImportFileSchema):
+    """The whole multipart body, for the docs (its form and file parts are parsed apart)."""
+
+
 class CountsSchema(BaseSchema):
     created = fields.Integer()
     updated = fields.Integer()
@@ -78,6 +82,8 @@ class ImportJobArgs(PageArgs):
 @blp.arguments(ImportFileSchema, location="files")
 @blp.response(202, ImportJobSchema)
 @blp.alt_response(413, description="The file is over `ROTA_IMPORT_MAX_BYTES`.")
+@blp.doc(requestBody={"required": True, "content": {
+    "multipart/form-data": {"schema": ImportUploadSchema}}})
 @school_route(roles=ADMIN_ROLES)
 def create_import(ctx, form, files):
     """Queue an import of one file; poll `GET .../imports/{id}` for progress."""
