@@ -1,5 +1,6 @@
 """Demo data for the team rosters module: course groups, project teams made from them and a
-custom one, an evaluation that locks a team, a new version, a clone into the next project."""
+custom one, an evaluation that locks a team, a new version, a clone into the next project,
+and a course group split into two teams."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from service.context import SchoolContext
 from service.projects import Projects
 from service.team_rosters import CourseGroups, ProjectTeams
 from service.team_rosters_records import Evaluations, ProjectAssessments
+from service.team_rosters_split import GroupSplits
 
 
 def seed(ctx: SchoolContext, people: dict) -> None:
@@ -36,3 +38,5 @@ def seed(ctx: SchoolContext, people: dict) -> None:
         teams.add_members(second["id"], [{"user_id": students[-1].id, "role": "Joined late"}])
 
     teams.clone(next_fair.id, fair.id)
+    if len(blue.member_ids) >= 2:
+        GroupSplits(ctx).split(blue.id, teams=2, seed=2026)
