@@ -179,10 +179,10 @@ class AlterationRequests(SchoolService):
         return {"incoming": incoming, "outgoing": outgoing}.get(box, incoming | outgoing)
 
     def get_request(self, request_id) -> AlterationRequest:
-        request = self._settled(self.get(AlterationRequest, request_id, "alteration request"))
+        request = self.get(AlterationRequest, request_id, "alteration request")
         if not self.actor.is_admin and not self._involves_me(request):
             raise NotFound(f"No alteration request with id {request_id!r}.")
-        return request
+        return self._settled(request)
 
     def _involves_me(self, request) -> bool:
         me = self.actor.user_id
