@@ -1,4 +1,15 @@
-"""Projects and their one level of sub-projects (module `tracks`)."""
+"""Projects and their one level of sub-projects, shared by the tracks and team rosters
+modules (either one on gives access).
+
+Staff and admins create projects and sub-projects; staff edit and archive the ones they
+created, admins every one. A project goes draft -> active -> archived, each step audited.
+Archiving is final and read-only: the project, its sub-projects and their tracks refuse
+writes (409 `project_archived`). It writes three steps in this order: the project's status,
+its sub-projects' status, its tracks' `archived` flag; a crash in between is settled by
+archiving again (archiving an archived project finishes the steps, idempotently). A
+sub-project or track created while its project is archived checks the project again after
+its own insert and removes itself, so none slips in between the steps.
+"""
 
 from __future__ import annotations
 
@@ -11,14 +22,18 @@ from mongoengine.errors import NotUniqueError
 from documents.base import utcnow
 from documents.projects import Project
 from documents.tracks import Track
+from service.aggregates import update_where
 from service.base import SchoolService
-from service.errors import Conflict, ValidationFailed
+from service.context import STAFF_ROLES
+from service.errors import Conflict, Forbidden, ModuleDisabled, ValidationFailed
 from service.pagination import Page, paginate
 from service.team_rosters_deletion import ProjectTeamsDeletion
-from service.tracks import Tracks
+from service.tracks import Tracks, project_archived
 
 SLUG_ATTEMPTS = 20
-EDITABLE = ("name", "description", "auto_balance_students", "start_date", "end_date")
+PROJECT_MODULES = frozenset({"tracks", "team_rosters"})
+# The status a project may move to from each status (archived is final).
+NEXT_STATUSES = {"draft": {"active", "archived"}, "active": {"archived"}, "archived": set()}
 
 
 def slugify(name: str) -> str:
@@ -48,14 +63,24 @@ def check_dates(start_date, end_date) -> None:
 
 
 class Projects(SchoolService):
-    """Projects and sub-projects: admins manage them, staff read them."""
+    """Projects and sub-projects: staff and admins create them; staff edit and archive their
+    own, admins every one; staff read them all."""
+
+    def __init__(self, ctx):
+        super().__init__(ctx)
+        if not PROJECT_MODULES & ctx.modules:
+            raise ModuleDisabled("tracks")
 
     def create(self, name: str, parent: Project | None = None, **fields) -> Project:
-        self.require_admin()
+        self.require_role(STAFF_ROLES)
         check_dates(fields.get("start_date"), fields.get("end_date"))
         if parent is not None and "auto_balance_students" not in fields:
             fields["auto_balance_students"] = parent.auto_balance_students
-        project = self._insert_with_free_slug(name, parent, fields)
+        project = self._insert_with_free_slug(name, parent,
+                                              {**fields, "created_by": self.actor.user_id})
+        if parent is not None and self._is_archived(parent.id):
+            Project.objects.for_school(self.school_id).filter(id=project.id).delete()
+            raise project_archived()
         self.audit("create", "sub_project" if parent else "project", project.id,
                    after={"name": name, "slug": project.slug,
                           "parent_id": parent.id if parent else None})
@@ -79,21 +104,29 @@ class Projects(SchoolService):
         return set(Project.objects.for_school(self.school_id)
                    .filter(__raw__={"slug": {"$regex": pattern}}).scalar("slug"))
 
+    def _is_archived(self, project_id) -> bool:
+        return Project.objects.for_school(self.school_id).filter(
+            id=project_id, status="archived").count() > 0
+
     def create_sub_project(self, project_id, name: str, **fields) -> Project:
         parent = self.get_project(project_id)
         if parent.parent_id is not None:
             raise ValidationFailed("A sub-project cannot have sub-projects (one level only).",
                                    {"project_id": ["Is a sub-project."]}, code="nested_sub_project")
+        if parent.status == "archived":
+            raise project_archived()
         return self.create(name, parent=parent, **fields)
 
     def get_project(self, project_id) -> Project:
         self.require_role({"company_admin", "school_admin", "staff"})
         return self.get(Project, project_id, "project")
 
-    def list(self, page: int = 1, page_size: int = 50) -> Page:
+    def list(self, status: str | None = None, page: int = 1, page_size: int = 50) -> Page:
         """Top-level projects only; sub-projects are listed under their project."""
         self.require_role({"company_admin", "school_admin", "staff"})
         projects = Project.objects.for_school(self.school_id).filter(parent_id=None)
+        if status:
+            projects = projects.filter(status=status)
         return paginate(projects.order_by("name", "id"), page, page_size)
 
     def list_sub_projects(self, project_id, page: int = 1, page_size: int = 50) -> Page:
@@ -101,20 +134,72 @@ class Projects(SchoolService):
         children = Project.objects.for_school(self.school_id).filter(parent_id=parent.id)
         return paginate(children.order_by("name", "id"), page, page_size)
 
-    def update(self, project_id, **changes) -> Project:
-        self.require_admin()
+    def update(self, project_id, status: str | None = None, **changes) -> Project:
+        """Changes fields and/or moves the status on. Staff change only what they created
+        (403). An archived project refuses (409 `project_archived`), except archiving it
+        again, which finishes a crashed archive."""
         project = self.get_project(project_id)
-        before = {name: getattr(project, name) for name in changes if name in EDITABLE}
-        merged = {**before, **changes}
-        check_dates(merged.get("start_date", project.start_date),
-                    merged.get("end_date", project.end_date))
-        for name, value in changes.items():
-            setattr(project, name, value)
-        project.updated_at = utcnow()
-        project.save()
-        self.audit("update", "sub_project" if project.parent_id else "project", project.id,
-                   before=before, after=changes)
-        return project
+        self._require_editor(project)
+        if changes:
+            self._change_fields(project, changes)
+        if status is not None:
+            self._move_status(project, status)
+        return self.get_project(project_id)
+
+    def _require_editor(self, project: Project) -> None:
+        if self.actor.is_admin or project.created_by == self.actor.user_id:
+            return
+        raise Forbidden("Staff edit and archive only the projects they created.")
+
+    def _change_fields(self, project: Project, changes: dict) -> None:
+        check_dates(changes.get("start_date", project.start_date),
+                    changes.get("end_date", project.end_date))
+        stored = {name: Project._fields[name].to_mongo(value) if value is not None else None
+                  for name, value in changes.items()}
+        changed = update_where(Project._get_collection(), self.school_id,
+                               {"_id": project.id, "status": {"$ne": "archived"}},
+                               {"$set": {**stored, "updated_at": utcnow()}})
+        if changed is None:
+            raise project_archived()
+        self.audit("update", _kind(project), project.id,
+                   before={name: getattr(project, name) for name in changes},
+                   after=changes)
+
+    def _move_status(self, project: Project, status: str) -> None:
+        current = project.status or "draft"
+        if status == current == "archived":
+            self._archive_contents(project)
+            return
+        if status == current:
+            return
+        if status not in NEXT_STATUSES[current]:
+            if current == "archived":
+                raise project_archived()
+            raise Conflict(f"A project goes draft, active, archived: not {current} to "
+                           f"{status}.", code="invalid_status",
+                           details={"status": current, "requested": status})
+        moved = update_where(Project._get_collection(), self.school_id,
+                             {"_id": project.id, "status": project.status},
+                             {"$set": {"status": status, "updated_at": utcnow()}})
+        if moved is None:
+            raise Conflict("The project changed while this request ran; try again.",
+                           code="concurrent_update")
+        counts = self._archive_contents(project) if status == "archived" else {}
+        self.audit("status", _kind(project), project.id, before={"status": current},
+                   after={"status": status, **counts})
+
+    def _archive_contents(self, project: Project) -> dict:
+        """Archives the sub-projects and marks the tracks of the project (and of its
+        sub-projects) archived: what keeps them read-only."""
+        subs = Project.objects.for_school(self.school_id).filter(parent_id=project.id)
+        sub_ids = list(subs.scalar("id"))
+        subs.filter(status__ne="archived").update(set__status="archived",
+                                                  set__updated_at=utcnow())
+        owners = [project.id, *sub_ids]
+        tracks = Track.objects.for_school(self.school_id).filter(
+            __raw__={"$or": [{"root_project_id": {"$in": owners}},
+                             {"sub_project_id": {"$in": owners}}]})
+        return {"sub_projects": len(sub_ids), "tracks": tracks.update(set__archived=True)}
 
     def delete(self, project_id) -> dict:
         """Removes the project, its sub-projects, and their tracks with instructors, enrolments
@@ -144,3 +229,7 @@ class Projects(SchoolService):
             __raw__={"$or": [{"root_project_id": {"$in": project_ids}},
                              {"sub_project_id": {"$in": project_ids}}]})
         return Tracks(self.ctx).delete_many(list(tracks.scalar("id")))
+
+
+def _kind(project: Project) -> str:
+    return "sub_project" if project.parent_id else "project"

@@ -137,13 +137,20 @@ class TrackService(SchoolService):
                 .filter(id__in=list(set(ids))).only("id", "name", "email", "role")
                 .batch_size(BIG_BATCH)}
 
-    def instructor_problems(self, entries: list[dict], prefix: str) -> dict:
+    def instructor_users(self, entries: list[dict]) -> dict:
+        """The active users named by instructor entries, by id: one read."""
+        ids = [field_object_id(entry["user_id"], "user_id") for entry in entries]
+        return {u.id: u for u in User.objects.for_school(self.school_id).filter(
+            id__in=ids, is_active=True).only("id", "role")}
+
+    def instructor_problems(self, entries: list[dict], prefix: str,
+                            users: dict | None = None) -> dict:
         """422 details for instructors of a request body that are not staff or school admins
-        of this school, or named twice (keys like `instructors.1.user_id`): one read."""
+        of this school, or named twice (keys like `instructors.1.user_id`): one read, none
+        with `users` read already (`instructor_users`)."""
         ids = [field_object_id(entry["user_id"], f"{prefix}.{n}.user_id")
                for n, entry in enumerate(entries)]
-        users = {u.id: u for u in User.objects.for_school(self.school_id).filter(
-            id__in=ids, is_active=True).only("id", "role")}
+        users = self.instructor_users(entries) if users is None else users
         problems, seen = {}, set()
         for n, user_id in enumerate(ids):
             user = users.get(user_id)

@@ -172,7 +172,7 @@ def test_ten_parallel_identical_reassigns_move_the_student_once(tracks):
     assert tracks.loads_match_the_enrolments(track) == {str(first.id): 1, str(second.id): 2}
     newcomer = tracks.students(1)
     assert tracks.enrol(track, newcomer)["enrolled"] == [
-        {"student_id": str(newcomer[0].id), "instructor_id": str(first.id)}]
+        {"student_id": str(newcomer[0].id), "instructor_id": str(first.id), "pinned": False}]
 
 
 def _replayed(track_id, start: dict, school_id) -> tuple[dict, list]:
