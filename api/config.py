@@ -123,8 +123,21 @@ def validate() -> None:
     api_key_rate_limit()
     cors_origins()
     trusted_proxies()
+    integrations()
     check_var_dir()
     _checked_secret(env)
+
+
+def integrations() -> None:
+    """The import job and webhook variables, read where they are used (service/)."""
+    from service import import_jobs, runners, webhook_delivery
+
+    try:
+        import_jobs.max_upload_bytes()
+        runners.enabled(None)
+        webhook_delivery.check_settings()
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def jwt_secret(environment: str) -> str:

@@ -28,8 +28,13 @@ CHUNK_BYTES = 1024 * 1024
 
 def max_upload_bytes() -> int:
     """`ROTA_IMPORT_MAX_BYTES`: the largest file an HTTP import takes (default 20 MiB)."""
-    value = os.environ.get("ROTA_IMPORT_MAX_BYTES", "")
-    return int(value) if value.strip().isdigit() else DEFAULT_MAX_BYTES
+    value = os.environ.get("ROTA_IMPORT_MAX_BYTES", "").strip()
+    if not value:
+        return DEFAULT_MAX_BYTES
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"ROTA_IMPORT_MAX_BYTES must be a whole number of bytes >= 1, not "
+                         f"{value!r}.")
+    return int(value)
 
 
 def too_large(size: int | None) -> PayloadTooLarge:

@@ -76,9 +76,11 @@ def enabled(setting: str | None) -> bool:
     """`ROTA_RUNNERS`: 1 on, 0 off, `auto` (the default) on in a gunicorn worker only, so
     tests, commands and shells never start threads they did not ask for."""
     value = (setting or os.environ.get("ROTA_RUNNERS", "auto")).strip().lower()
+    if value not in ("auto", "0", "1"):
+        raise ValueError(f"ROTA_RUNNERS must be auto, 0 or 1, not {value!r}.")
     if value == "auto":
         return "gunicorn.arbiter" in sys.modules
-    return value in ("1", "true", "yes", "on")
+    return value == "1"
 
 
 def start_in_background(name: str, step: Callable[[], bool], idle_seconds: float,

@@ -44,14 +44,38 @@ DEFAULT_RETRY_SECONDS = "5,30,120,600,3600,10800,21600"
 USER_AGENT = "Rota-Webhooks/1"
 
 
-def setting(name: str, default: str) -> float:
-    value = os.environ.get(name, "").strip()
-    return float(value) if value else float(default)
+SETTINGS = {"ROTA_WEBHOOK_TIMEOUT": "5", "ROTA_WEBHOOK_RETRY_HOURS": "24",
+            "ROTA_WEBHOOK_DISABLE_AFTER": "5"}
+
+
+def setting(name: str) -> float:
+    """A number >= 0 from the environment (ValueError naming the variable otherwise)."""
+    value = os.environ.get(name, "").strip() or SETTINGS[name]
+    return _number(name, value)
 
 
 def retry_delays() -> list[float]:
-    value = os.environ.get("ROTA_WEBHOOK_RETRY_SECONDS", "").strip() or DEFAULT_RETRY_SECONDS
-    return [float(part) for part in value.split(",") if part.strip()]
+    name = "ROTA_WEBHOOK_RETRY_SECONDS"
+    value = os.environ.get(name, "").strip() or DEFAULT_RETRY_SECONDS
+    return [_number(name, part) for part in value.split(",")]
+
+
+def check_settings() -> None:
+    """Every webhook variable, for the start-up check (api/config.py)."""
+    retry_delays()
+    for name in SETTINGS:
+        setting(name)
+
+
+def _number(name: str, text: str) -> float:
+    try:
+        number = float(text)
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise ValueError(f"{name} must be a number >= 0 (seconds, hours or a count; retries "
+                         f"a comma-separated list), not {text!r}.")
+    return number
 
 
 def delay_before(attempt: int) -> float:
@@ -130,7 +154,7 @@ class Attempt:
         attempt = len(self.delivery.get("attempts", [])) + 1
         next_at = utcnow() + timedelta(seconds=delay_before(attempt))
         give_up_at = self.delivery["created_at"] + timedelta(
-            hours=setting("ROTA_WEBHOOK_RETRY_HOURS", "24"))
+            hours=setting("ROTA_WEBHOOK_RETRY_HOURS"))
         status = "failed" if next_at > give_up_at else "pending"
         return status if self._settle(status, outcome, next_at) else "lost"
 
@@ -152,7 +176,7 @@ def post(subscription: dict, delivery: dict) -> dict:
         "webhook-signature": sign(subscription["secret"], msg_id, timestamp, body)})
     started, record = time.monotonic(), {"at": utcnow()}
     try:
-        with _opener.open(request, timeout=setting("ROTA_WEBHOOK_TIMEOUT", "5")) as response:
+        with _opener.open(request, timeout=setting("ROTA_WEBHOOK_TIMEOUT")) as response:
             record["status_code"] = response.status
     except urllib.error.HTTPError as exc:
         record["status_code"] = exc.code
@@ -171,7 +195,7 @@ def _reset_failures(subscription: dict) -> None:
 
 def _count_failure(subscription: dict) -> None:
     """One more delivery failed for good; the Nth in a row disables the subscription."""
-    limit = int(setting("ROTA_WEBHOOK_DISABLE_AFTER", "5"))
+    limit = int(setting("ROTA_WEBHOOK_DISABLE_AFTER"))
     school_id = subscription["school_id"]
     counted = WebhookSubscription._get_collection().find_one_and_update(
         {"_id": subscription["_id"], "school_id": school_id},

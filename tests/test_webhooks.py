@@ -250,3 +250,15 @@ def test_the_workers_run_an_uploaded_job_and_deliver_its_event(live, receiver):
                        timeout=10).json()
     assert (job["status"], job["rows_done"], job["rows_total"]) == ("done", 1, 1)
     assert job["started_at"] and job["finished_at"]
+
+
+@pytest.mark.parametrize("name, value", [("ROTA_WEBHOOK_RETRY_SECONDS", "5,soon"),
+                                         ("ROTA_WEBHOOK_TIMEOUT", "-1"),
+                                         ("ROTA_RUNNERS", "maybe"),
+                                         ("ROTA_IMPORT_MAX_BYTES", "20MB")])
+def test_a_wrong_import_or_webhook_variable_stops_the_start_naming_it(monkeypatch, name, value):
+    from api.config import ConfigError, validate
+
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=name):
+        validate()
