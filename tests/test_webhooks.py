@@ -262,3 +262,12 @@ def test_a_wrong_import_or_webhook_variable_stops_the_start_naming_it(monkeypatc
     monkeypatch.setenv(name, value)
     with pytest.raises(ConfigError, match=name):
         validate()
+
+
+def test_an_unreachable_receiver_is_an_attempt_with_its_error_then_a_retry(world, client):
+    hook = subscribe(client, world, "http://127.0.0.1:9/nobody", ["team.locked"])
+    webhooks.emit_for_school(world.school.id, "team.locked", {"team_id": "t"})
+    assert deliver_next()
+    [logged] = deliveries(client, world, hook["id"])
+    assert logged["status"] == "pending" and logged["next_attempt_at"] > logged["created_at"]
+    assert logged["attempts"][0]["error"] and "status_code" not in logged["attempts"][0]
