@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from documents.accounts import Company, School, User
-from documents.timetable import Assignment
+from documents.timetable import TimetableSlot
 from documents.tracks import Track
 from documents.weekly_groups import Program
 from scripts.seed_demo import PASSWORD, seed
@@ -17,7 +17,7 @@ def test_seed_demo_fills_every_module_and_prints_working_logins(client):
     for school in schools:
         assert all(school.modules.to_mongo().to_dict().values())
         assert User.objects(school_id=school.id, role="staff").count() >= 8
-        assert Assignment.objects(school_id=school.id).count() > 0
+        assert TimetableSlot.objects(school_id=school.id, assignments__0__exists=True).count() > 0
         assert Program.objects(school_id=school.id).count() > 0
         assert Track.objects(school_id=school.id).count() > 0
     for _role, email in logins:
