@@ -198,16 +198,16 @@ class Tracks(TrackService):
         problems = self.instructor_problems(instructors, "instructors")
         if problems:
             raise ValidationFailed("Some instructors cannot teach here.", problems)
-        track = self.new_track(name, description, instructors, project_id, sub_project_id)
+        track = self._new_track(name, description, instructors, project_id, sub_project_id)
         self._refuse_if_archived(track)
         track.save(force_insert=True)
         if self._owners_archived(track):
             Track.objects.for_school(self.school_id).filter(id=track.id).delete()
             raise project_archived()
-        self.after_create(track)
+        self._after_create(track)
         return track
 
-    def new_track(self, name, description, instructors, project_id=None,
+    def _new_track(self, name, description, instructors, project_id=None,
                   sub_project_id=None) -> Track:
         """The unsaved track with its instructors (checked by the caller) under its owner."""
         now = utcnow()
@@ -222,7 +222,7 @@ class Tracks(TrackService):
             track.sub_project_id, track.root_project_id = sub.id, sub.parent_id
         return track
 
-    def after_create(self, track: Track) -> None:
+    def _after_create(self, track: Track) -> None:
         self.audit("create", "track", track.id, after={
             "name": track.name, "project_id": track.project_id,
             "sub_project_id": track.sub_project_id,

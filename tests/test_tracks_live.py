@@ -221,3 +221,22 @@ def test_balance_racing_four_reassigns_never_undoes_one(tracks, students):
         loads = tracks.loads_match_the_enrolments(track)
         if balanced.after["track_version"] == final:  # balance committed last
             assert max(loads.values()) - min(loads.values()) <= 1
+
+
+def test_parallel_enrolments_never_pass_the_caps(tracks):
+    project = tracks.post("/projects", {"name": "Capped"}).json()
+    a, b = (tracks.world.add_user(tracks.world.school, "staff") for _ in range(2))
+    track = tracks.post("/tracks", {"name": "Capped track", "project_id": project["id"],
+                                    "instructors": [{"user_id": str(a.id), "max_students": 2},
+                                                    {"user_id": str(b.id), "max_students": 3,
+                                                     "weight": 2}]}).json()
+    pupils = tracks.students(20)
+
+    responses = parallel(20, lambda i: tracks.post(f"/tracks/{track['id']}/students",
+                                                   {"student_ids": [str(pupils[i].id)]}))
+
+    assert Counter(r.status_code for r in responses) == {200: 5, 409: 15}
+    refused = [r.json()["error"] for r in responses if r.status_code == 409]
+    assert {(e["code"], e["details"]["capacity"], e["details"]["students"]) for e in refused} \
+        == {("track_full", 5, 5)}
+    assert tracks.loads_match_the_enrolments(track) == {str(a.id): 2, str(b.id): 3}
