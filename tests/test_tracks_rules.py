@@ -172,6 +172,36 @@ def test_auto_balance_of_a_project_reaches_the_tracks_of_its_sub_projects(kit, w
     assert [found[str(world.staff.id)], found[str(world.staff2.id)]] == loads
 
 
+@pytest.mark.parametrize("auto, loads", [(True, [1, 1]), (False, [0, 2])])
+def test_an_auto_balancing_track_rebalances_when_students_leave(kit, world, auto, loads):
+    track = kit.track(kit.project(auto_balance_students=auto),
+                      instructors=[world.staff, world.staff2])
+    pupils = kit.students(4)
+    enrolled = kit.enrol(track, pupils).json["enrolled"]
+    leaving = [e["student_id"] for e in enrolled if e["instructor_id"] == str(world.staff.id)]
+    for student in leaving:
+        gone = kit.client.delete(world.url(f"/tracks/{track['id']}/students/{student}"),
+                                 headers=kit.admin)
+        assert gone.status_code == 204
+    found = loads_by_id(kit, track)
+    assert [found[str(world.staff.id)], found[str(world.staff2.id)]] == loads
+    assert kit.get(f"/tracks/{track['id']}/students").json["total"] == 2
+
+
+def test_a_lowered_cap_moves_students_only_on_an_auto_balancing_track(kit, world):
+    for auto, expected in ((False, (4, 0)), (True, (1, 3))):
+        track = kit.track(kit.project(auto_balance_students=auto),
+                          instructors=[world.staff, world.staff2])
+        kit.enrol(track, kit.students(4), instructor=world.staff, pinned=False)
+        capped = kit.client.put(world.url(f"/tracks/{track['id']}/instructors/{world.staff.id}"),
+                                json={"max_students": 1}, headers=kit.admin)
+        assert capped.status_code == 200
+        found = loads_by_id(kit, track)
+        assert (found[str(world.staff.id)], found[str(world.staff2.id)]) == expected
+        flags = {i["instructor_id"]: i["flag"] for i in kit.loads(track)["items"]}
+        assert flags[str(world.staff.id)] == ("over" if not auto else None)
+
+
 # ---- loads ----
 
 def test_loads_flag_instructors_past_20_percent_of_their_target(kit, world):
