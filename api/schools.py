@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
 from flask_smorest import Blueprint
-from marshmallow import fields, validate
+from marshmallow import ValidationError, fields, validate
 
 from api.auth import UserSchema
 from api.schemas import BaseSchema, Id, PageArgs, Timestamp, page_of
@@ -30,11 +32,25 @@ class SchoolCreateSchema(BaseSchema):
         validate.Regexp(r"^[A-Za-z0-9_.-]+$", error="Letters, digits, '.', '_' and '-' only.")])
 
 
+def known_zone(name: str) -> None:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValidationError("Not a known IANA time zone (e.g. Europe/Berlin).") from None
+
+
+class SchoolUpdateSchema(BaseSchema):
+    name = fields.String(validate=validate.Length(min=1, max=200))
+    timezone = fields.String(validate=[validate.Length(min=1, max=64), known_zone], metadata={
+        "description": "IANA time zone, e.g. Europe/Berlin: where today is for the school."})
+
+
 class SchoolSchema(BaseSchema):
     id = Id(dump_only=True)
     company_id = Id(dump_only=True)
     name = fields.String()
     code = fields.String()
+    timezone = fields.String(metadata={"description": "IANA time zone; default UTC."})
     modules = fields.Nested(ModulesSchema)
     created_at = Timestamp(dump_only=True)
 
@@ -106,6 +122,16 @@ def list_schools(actor, args):
 @authenticated
 def get_school(actor, school_id):
     return Schools(actor).get(school_id)
+
+
+@blp.route("/<school_id>", methods=["PATCH"])
+@blp.arguments(SchoolUpdateSchema)
+@blp.response(200, SchoolSchema)
+@authenticated
+def update_school(actor, body, school_id):
+    """Rename the school or set its time zone (company admins and the school's admins);
+    an unknown zone is 422."""
+    return Schools(actor).update(school_id, **body)
 
 
 @blp.route("/<school_id>/modules", methods=["PUT"])

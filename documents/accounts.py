@@ -38,6 +38,8 @@ class School(Document):
     name = StringField(required=True)
     code = StringField(required=True)
     modules = EmbeddedDocumentField(ModuleSwitches, default=ModuleSwitches)
+    # IANA zone: where "today" is for the school's timetable by date
+    timezone = StringField(default="UTC")
     created_at = DateTimeField(default=utcnow)
 
 
