@@ -33,7 +33,8 @@ class ProjectCreateSchema(BaseSchema):
     auto_balance_students = fields.Boolean(
         metadata={"description": "Balancing is opt-in: on, every change of a track's "
                                  "instructors or students also rebalances its unpinned "
-                                 "students. Reaches the tracks of the sub-projects too. "
+                                 "students. Set on a project, it is copied to its "
+                                 "sub-projects (whose tracks follow their sub-project). "
                                  "Defaults to false; a sub-project defaults to its parent's."})
     status = fields.String(validate=validate.OneOf(["draft", "active"]), metadata={
         "description": "draft (default) or active."})

@@ -161,9 +161,21 @@ class Projects(SchoolService):
                                {"$set": {**stored, "updated_at": utcnow()}})
         if changed is None:
             raise project_archived()
+        reached = self._copy_auto_balance(project, changes.get("auto_balance_students"))
         self.audit("update", _kind(project), project.id,
                    before={name: getattr(project, name) for name in changes},
-                   after=changes)
+                   after={**changes, **reached})
+
+    def _copy_auto_balance(self, project: Project, auto_balance: bool | None) -> dict:
+        """A project's auto-balance switch is copied to its sub-projects, whose tracks follow
+        their own sub-project (a sub-project can be switched on its own afterwards). Written
+        after the project: a crash in between is settled by switching again."""
+        if auto_balance is None or project.parent_id is not None:
+            return {}
+        subs = Project.objects.for_school(self.school_id).filter(
+            parent_id=project.id, status__ne="archived")
+        return {"sub_projects_switched": subs.update(set__auto_balance_students=auto_balance,
+                                                     set__updated_at=utcnow())}
 
     def _move_status(self, project: Project, status: str) -> None:
         current = project.status or "draft"

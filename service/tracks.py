@@ -89,12 +89,11 @@ class TrackService(SchoolService):
         return track, track["enrolments"][0]["instructor_id"]
 
     def _auto_balances(self, track: dict) -> bool:
-        """The track's project, its sub-project or the sub-project's parent balances
-        automatically: a project's switch reaches the tracks of its sub-projects."""
-        owners = [i for i in (track.get("sub_project_id"), track.get("project_id"),
-                              track.get("root_project_id")) if i is not None]
+        """The track's own project or sub-project balances automatically (a project's switch
+        is copied to its sub-projects: see `service.projects`)."""
+        owner = track.get("sub_project_id") or track.get("project_id")
         return Project.objects.for_school(self.school_id).filter(
-            id__in=owners, auto_balance_students=True).count() > 0
+            id=owner, auto_balance_students=True).count() > 0
 
     def _counted_loads(self, track_id) -> tuple[dict, dict]:
         """Enrolled and pinned students per instructor, counted by the server: one

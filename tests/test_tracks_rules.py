@@ -167,9 +167,22 @@ def test_auto_balance_of_a_project_reaches_the_tracks_of_its_sub_projects(kit, w
     kit.enrol(track, kit.students(4))
     kit.client.patch(world.url(f"/projects/{project['id']}"),
                      json={"auto_balance_students": switched_on}, headers=kit.admin)
+    assert kit.get(f"/projects/{sub['id']}").json["auto_balance_students"] is switched_on
     kit.add_instructors(track, [world.staff2])
     found = loads_by_id(kit, track)
     assert [found[str(world.staff.id)], found[str(world.staff2.id)]] == loads
+
+
+def test_a_sub_project_switched_off_on_its_own_stops_balancing_its_tracks(kit, world):
+    project = kit.project(auto_balance_students=True)
+    sub = kit.post(f"/projects/{project['id']}/sub-projects", {"name": "Q1"}).json
+    kit.client.patch(world.url(f"/projects/{sub['id']}"), json={"auto_balance_students": False},
+                     headers=kit.admin)
+    track = kit.post("/tracks", {"name": "T", "sub_project_id": sub["id"],
+                                 "instructors": [{"user_id": str(world.staff.id)}]}).json
+    kit.enrol(track, kit.students(4))
+    kit.add_instructors(track, [world.staff2])
+    assert loads_by_id(kit, track)[str(world.staff2.id)] == 0
 
 
 @pytest.mark.parametrize("auto, loads", [(True, [1, 1]), (False, [0, 2])])
