@@ -9,17 +9,24 @@ from flask_smorest import Blueprint
 from marshmallow import ValidationError, fields, validate
 
 from api.auth import UserSchema
-from api.schemas import BaseSchema, Id, PageArgs, TimeOfDay, Timestamp, page_of
+from api.schemas import BaseSchema, Date, Id, PageArgs, TimeOfDay, Timestamp, page_of
 from api.security import school_route
+from api.timetable_dated import DATED_STATUSES, DatedChangeSchema, DatedGridArgs
 from documents.timetable import ASSIGNMENT_TYPES, REQUEST_STATUSES
 from service.context import ADMIN_ROLES, STAFF_ROLES
 from service.timetable import MODULE, TimetableSetup
 from service.timetable_alterations import AlterationRequests
 from service.timetable_assignments import Assignments
+from service.timetable_dated import DatedTimetable
+from service.timetable_edits import LessonEdits
+from service.timetable_exchanges import ExchangeRequests
 from service.timetable_exports import TimetableViews
+from service.timetable_grids import TimetableGrids
 
 blp = Blueprint("timetable", __name__, url_prefix="/schools",
-                description="Timetable: periods, assignments, swaps, overrides and exports")
+                description="Timetable: periods, assignments, swaps, overrides and exports. "
+                            "Keys in paths (class ids, rooms, departments) may contain `/`, "
+                            "sent percent-encoded (`10%2FA`) or as is.")
 
 DAY = validate.Range(min=0, max=6)
 GRID_STATUSES = ("empty", "assigned", "self_added", "altered_sent", "altered_received",
@@ -59,6 +66,29 @@ class PeriodUpdateSchema(BaseSchema):
     period_name = fields.String(validate=validate.Length(min=1, max=100))
     start_time = TimeOfDay()
     end_time = TimeOfDay()
+
+
+class BreakSchema(BaseSchema):
+    after_period = fields.Integer(required=True, validate=validate.Range(min=1, max=100),
+                                  metadata={"description": "The break follows this period "
+                                                           "(1 = the first generated)."})
+    minutes = fields.Integer(required=True, validate=validate.Range(min=1, max=600))
+
+
+class PeriodGenerateSchema(BaseSchema):
+    first_start = TimeOfDay(load_default="08:00",
+                            metadata={"description": "When the first period starts."})
+    count = fields.Integer(load_default=8, validate=validate.Range(min=1, max=30),
+                           metadata={"description": "How many periods (8 by default)."})
+    duration = fields.Integer(validate=validate.Range(min=5, max=600), metadata={
+        "description": "Minutes per period; the school's default_period_duration if absent."})
+    breaks = fields.List(fields.Nested(BreakSchema), load_default=list)
+
+
+class PeriodDeleteArgs(BaseSchema):
+    cascade = fields.Boolean(load_default=False, metadata={
+        "description": "End the period's lessons too (each audited); without it a period "
+                       "with lessons answers 409 `period_in_use`."})
 
 
 class PeriodSchema(BaseSchema):
@@ -114,6 +144,26 @@ class AssignmentCreateSchema(BaseSchema):
                           validate=validate.Length(min=1, max=50))
 
 
+class AssignmentUpdateSchema(BaseSchema):
+    period_id = Id(metadata={"description": "Move the lesson to this period ..."})
+    day_of_week = fields.Integer(validate=DAY, metadata={"description": "... and/or day."})
+    subject = fields.String(validate=[validate.Length(min=1, max=100), not_blank],
+                            metadata={"description": "The subject of every class."})
+    room_number = fields.String(allow_none=True, validate=validate.Length(max=50),
+                                metadata={"description": "The room of every class."})
+
+
+class ClassUpdateSchema(BaseSchema):
+    subject = fields.String(validate=[validate.Length(min=1, max=100), not_blank])
+    room_number = fields.String(allow_none=True, validate=validate.Length(max=50))
+    student_count = fields.Integer(allow_none=True, validate=validate.Range(min=0, max=10000))
+
+
+class LockSchema(BaseSchema):
+    reason = fields.String(required=True, validate=[validate.Length(min=1, max=1000),
+                                                    not_blank])
+
+
 class AssignmentSchema(BaseSchema):
     id = Id()
     staff_id = Id()
@@ -129,6 +179,13 @@ class AssignmentSchema(BaseSchema):
     swap_request_id = Id(allow_none=True)
     activity_name = fields.String(allow_none=True)
     description = fields.String(allow_none=True)
+    locked_reason = fields.String(allow_none=True, metadata={"description": "The admin's."})
+    locked_by = Id(allow_none=True)
+    locked_at = Timestamp(allow_none=True)
+    created_by = Id(allow_none=True)
+    updated_by = Id(allow_none=True, metadata={"description": "Who changed it last."})
+    exchange_request_id = Id(allow_none=True, metadata={
+        "description": "The two-way exchange that brought it to its holder."})
     version = fields.Integer()
     created_at = Timestamp()
     updated_at = Timestamp()
@@ -169,11 +226,21 @@ class SlotSchema(BaseSchema):
     status = fields.String(validate=validate.OneOf(GRID_STATUSES), metadata={
         "description": "altered_sent and overridden also show on the original holder's grid, "
                        "with the assignment now held by someone else (its staff_id)"})
+    locked = fields.Boolean(metadata={"description": "The lesson here is locked."})
     assignment = fields.Nested(AssignmentSchema, allow_none=True)
+    dated_status = fields.String(validate=validate.OneOf(DATED_STATUSES), metadata={
+        "description": "Dated grids only: what happens on that date (covered: someone covers "
+                       "your lesson; covering: you cover `change`; absent: yours, uncovered)."})
+    change = fields.Nested(DatedChangeSchema, allow_none=True, metadata={
+        "description": "Dated grids only: the date's change shown by dated_status."})
 
 
 class DaySchema(BaseSchema):
     day_of_week = fields.Integer()
+    date = Date(metadata={"description": "Dated grids only."})
+    week = fields.String(allow_none=True, metadata={"description": "Dated grids: A or B when "
+                                                                   "the school rotates."})
+    holiday = fields.String(allow_none=True, metadata={"description": "Dated grids only."})
     slots = fields.List(fields.Nested(SlotSchema))
 
 
@@ -181,6 +248,80 @@ class StaffGridSchema(BaseSchema):
     staff = fields.Nested(StaffSummarySchema)
     periods = fields.List(fields.Nested(PeriodSchema))
     days = fields.List(fields.Nested(DaySchema))
+
+
+class GridArgs(BaseSchema):
+    date = Date(metadata={"description": "Show the week holding this date (each day gets "
+                                         "its date)."})
+
+
+class GridLessonSchema(AssignmentSchema):
+    staff_name = fields.String(allow_none=True)
+
+
+class KeySlotSchema(BaseSchema):
+    period_id = Id()
+    period_number = fields.Integer()
+    period_name = fields.String()
+    start_time = fields.String()
+    end_time = fields.String()
+    status = fields.String(validate=validate.OneOf(("empty", "assigned")))
+    locked = fields.Boolean(metadata={"description": "A lesson here is locked."})
+    assignment = fields.Nested(GridLessonSchema, allow_none=True,
+                               metadata={"description": "The first of `assignments`."})
+    assignments = fields.List(fields.Nested(GridLessonSchema), metadata={
+        "description": "Every lesson of the slot teaching the class (using the room): more "
+                       "than one only where overlapping assignments are allowed."})
+
+
+class KeyDaySchema(BaseSchema):
+    day_of_week = fields.Integer()
+    date = Date(allow_none=True)
+    slots = fields.List(fields.Nested(KeySlotSchema))
+
+
+class KeyGridSchema(BaseSchema):
+    key = fields.String(metadata={"description": "The key as compared: case and spaces aside."})
+    date = Date(allow_none=True)
+    periods = fields.List(fields.Nested(PeriodSchema))
+    days = fields.List(fields.Nested(KeyDaySchema))
+
+
+class ClassGridSchema(KeyGridSchema):
+    class_id = fields.String()
+
+
+class RoomGridSchema(KeyGridSchema):
+    room = fields.String()
+
+
+class ExchangeRequestCreateSchema(BaseSchema):
+    assignment_id = Id(required=True, metadata={"description": "Your lesson, offered ..."})
+    target_assignment_id = Id(required=True,
+                              metadata={"description": "... for this colleague's lesson."})
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=1000))
+
+
+class ExchangeRequestSchema(BaseSchema):
+    id = Id()
+    assignment_id = Id()
+    target_assignment_id = Id()
+    requester_id = Id()
+    target_staff_id = Id()
+    day_of_week = fields.Integer()
+    period_id = Id()
+    target_day_of_week = fields.Integer()
+    target_period_id = Id()
+    reason = fields.String()
+    status = fields.String(validate=validate.OneOf(REQUEST_STATUSES))
+    responded_by = Id(allow_none=True)
+    responded_at = Timestamp(allow_none=True)
+    response_reason = fields.String(allow_none=True)
+    failure_code = fields.String(allow_none=True, metadata={
+        "description": "Why it failed: assignment_changed, slot_taken, locked or "
+                       "interrupted; both lessons stay where they were."})
+    created_at = Timestamp()
+    updated_at = Timestamp()
 
 
 class AlterationRequestCreateSchema(BaseSchema):
@@ -203,6 +344,8 @@ class AlterationRequestSchema(BaseSchema):
     reason = fields.String()
     status = fields.String(validate=validate.OneOf(REQUEST_STATUSES))
     accepted_by = Id(allow_none=True)
+    declined_by = fields.List(Id(), metadata={
+        "description": "Members of the target department who declined."})
     responded_by = Id(allow_none=True)
     responded_at = Timestamp(allow_none=True)
     response_reason = fields.String(allow_none=True)
@@ -297,11 +440,25 @@ def update_period(ctx, body, period_id):
 
 
 @blp.route("/<school_id>/timetable/periods/<period_id>", methods=["DELETE"])
+@blp.arguments(PeriodDeleteArgs, location="query")
 @blp.response(204)
 @school_route(module=MODULE, roles=ADMIN_ROLES)
-def delete_period(ctx, period_id):
-    """Soft delete: the period leaves every grid; its assignments are kept."""
-    TimetableSetup(ctx).delete_period(period_id)
+def delete_period(ctx, args, period_id):
+    """Soft delete: the period leaves every grid. 409 `period_in_use` while it has lessons,
+    unless `?cascade=true`, which ends them (audited)."""
+    TimetableSetup(ctx).delete_period(period_id, **args)
+
+
+@blp.route("/<school_id>/timetable/periods/generate", methods=["POST"])
+@blp.arguments(PeriodGenerateSchema)
+@blp.response(201, page_of(PeriodSchema, "GeneratedPeriodsSchema"))
+@school_route(module=MODULE, roles=ADMIN_ROLES)
+def generate_periods(ctx, body):
+    """A bell schedule: `count` periods named "Period N" from `first_start`, back to back
+    but for the breaks, numbered after the school's last active period. All or none: 409
+    `period_overlap` when one overlaps an existing period."""
+    made = TimetableSetup(ctx).generate_periods(**body)
+    return {"items": made, "total": len(made), "page": 1, "page_size": len(made)}
 
 
 # department permissions
@@ -315,13 +472,14 @@ def list_department_permissions(ctx):
     return {"items": items, "total": len(items)}
 
 
-@blp.route("/<school_id>/timetable/department-permissions/<department>", methods=["PUT"])
+@blp.route("/<school_id>/timetable/department-permissions/<path:department>", methods=["PUT"])
 @blp.arguments(DepartmentPermissionUpdateSchema)
 @blp.response(200, DepartmentPermissionSchema)
 @school_route(module=MODULE, roles=ADMIN_ROLES)
 def set_department_permission(ctx, body, department):
     """Lock or open a department for sending (`allow_alterations`) and receiving
-    (`allow_inbound`) alteration requests."""
+    (`allow_inbound`) alteration requests. The department must be one some user of the
+    school belongs to (case and surrounding spaces aside; 422 otherwise)."""
     return TimetableSetup(ctx).set_department_permission(department, **body)
 
 
@@ -380,13 +538,53 @@ def add_class(ctx, body, assignment_id):
     return Assignments(ctx).add_class(assignment_id, **body)
 
 
-@blp.route("/<school_id>/timetable/assignments/<assignment_id>/classes/<class_id>",
+@blp.route("/<school_id>/timetable/assignments/<assignment_id>/classes/<path:class_id>",
            methods=["DELETE"])
 @blp.response(200, AssignmentSchema)
 @school_route(module=MODULE, roles=STAFF_ROLES)
 def remove_class(ctx, assignment_id, class_id):
-    """Remove one class from an assignment; answers the assignment as it is now."""
+    """Remove one class from an assignment; answers the assignment as it is now. 409
+    `last_class`: a lesson keeps one class (a self-allocated activity may have none)."""
     return Assignments(ctx).remove_class(assignment_id, class_id)
+
+
+@blp.route("/<school_id>/timetable/assignments/<assignment_id>/classes/<path:class_id>",
+           methods=["PATCH"])
+@blp.arguments(ClassUpdateSchema)
+@blp.response(200, AssignmentSchema)
+@school_route(module=MODULE, roles=STAFF_ROLES)
+def edit_class(ctx, body, assignment_id, class_id):
+    """Change one class of a lesson; 409 `room_taken` as on creation."""
+    return LessonEdits(ctx).edit_class(assignment_id, class_id, **body)
+
+
+@blp.route("/<school_id>/timetable/assignments/<assignment_id>", methods=["PATCH"])
+@blp.arguments(AssignmentUpdateSchema)
+@blp.response(200, AssignmentSchema)
+@school_route(module=MODULE, roles=STAFF_ROLES)
+def edit_assignment(ctx, body, assignment_id):
+    """Move a lesson to another slot and/or change the subject or room of its classes,
+    checked as a new booking (409 `slot_taken`, `class_taken`, `room_taken`; 409
+    `assignment_changed` when it changed meanwhile). Admins any lesson; staff a lesson they
+    created, unless locked (403 `locked`, `not_creator`)."""
+    return LessonEdits(ctx).edit(assignment_id, **body)
+
+
+@blp.route("/<school_id>/timetable/assignments/<assignment_id>/lock", methods=["POST"])
+@blp.arguments(LockSchema)
+@blp.response(200, AssignmentSchema)
+@school_route(module=MODULE, roles=ADMIN_ROLES)
+def lock_assignment(ctx, body, assignment_id):
+    """Lock a lesson: requests for it and staff edits answer 403 `locked` until unlocked."""
+    return LessonEdits(ctx).lock(assignment_id, body["reason"])
+
+
+@blp.route("/<school_id>/timetable/assignments/<assignment_id>/unlock", methods=["POST"])
+@blp.response(200, AssignmentSchema)
+@school_route(module=MODULE, roles=ADMIN_ROLES)
+def unlock_assignment(ctx, assignment_id):
+    """Unlock a lesson (self-allocations too)."""
+    return LessonEdits(ctx).unlock(assignment_id)
 
 
 @blp.route("/<school_id>/timetable/assignments/<assignment_id>/override", methods=["POST"])
@@ -421,12 +619,93 @@ def delete_self_allocation(ctx, assignment_id):
 # the staff grid
 
 @blp.route("/<school_id>/timetable/staff/<staff_id>", methods=["GET"])
+@blp.arguments(DatedGridArgs, location="query")
 @blp.response(200, StaffGridSchema)
 @school_route(module=MODULE, roles=STAFF_ROLES)
-def staff_grid(ctx, staff_id):
+def staff_grid(ctx, args, staff_id):
     """The week grid of one staff member: every working day x every active period. Staff may
-    see their own only (403 otherwise)."""
-    return TimetableViews(ctx).staff_grid(staff_id)
+    see their own only (403 otherwise). With `?date=` (or `?from=&to=`): the dated grid."""
+    return DatedTimetable(ctx).staff_grid(staff_id, **args)
+
+
+# class and room grids
+
+@blp.route("/<school_id>/timetable/classes/<path:class_id>", methods=["GET"])
+@blp.arguments(GridArgs, location="query")
+@blp.response(200, ClassGridSchema)
+@school_route(module=MODULE, roles=STAFF_ROLES)
+def class_grid(ctx, args, class_id):
+    """The week of one class: every working day x every active period with the lessons
+    teaching it (class ids compare case and spaces aside)."""
+    return TimetableGrids(ctx).class_grid(class_id, args.get("date"))
+
+
+@blp.route("/<school_id>/timetable/rooms/<path:room>", methods=["GET"])
+@blp.arguments(GridArgs, location="query")
+@blp.response(200, RoomGridSchema)
+@school_route(module=MODULE, roles=STAFF_ROLES)
+def room_grid(ctx, args, room):
+    """The week of one room, like the class grid."""
+    return TimetableGrids(ctx).room_grid(room, args.get("date"))
+
+
+# two-way exchanges
+
+@blp.route("/<school_id>/timetable/exchange-requests", methods=["POST"])
+@blp.arguments(ExchangeRequestCreateSchema)
+@blp.response(201, ExchangeRequestSchema)
+@school_route(module=MODULE, roles=STAFF_ROLES)
+def create_exchange_request(ctx, body):
+    """Offer your lesson for a colleague's (its holder answers). 403 `locked`,
+    `department_locked`; 409 `not_your_assignment`, `request_pending`, `slot_taken` (one of
+    you is busy in the other's slot)."""
+    return ExchangeRequests(ctx).create(**body)
+
+
+@blp.route("/<school_id>/timetable/exchange-requests", methods=["GET"])
+@blp.arguments(AlterationListArgs, location="query")
+@blp.response(200, page_of(ExchangeRequestSchema))
+@school_route(module=MODULE, roles=STAFF_ROLES)
+def list_exchange_requests(ctx, args):
+    """The caller's incoming, outgoing or all exchanges; admins with box=all: the school's."""
+    return ExchangeRequests(ctx).list(**args)
+
+
+@blp.route("/<school_id>/timetable/exchange-requests/<request_id>", methods=["GET"])
+@blp.response(200, ExchangeRequestSchema)
+@school_route(module=MODULE, roles=STAFF_ROLES)
+def get_exchange_request(ctx, request_id):
+    """One exchange the caller is part of (admins: any)."""
+    return ExchangeRequests(ctx).get_request(request_id)
+
+
+@blp.route("/<school_id>/timetable/exchange-requests/<request_id>/accept", methods=["POST"])
+@blp.arguments(AnswerSchema)
+@blp.response(200, ExchangeRequestSchema)
+@school_route(module=MODULE, roles=STAFF_ROLES)
+def accept_exchange_request(ctx, body, request_id):
+    """Both lessons change hands, or neither: exactly one of parallel accepts, rejects and
+    cancels wins (others 409 `not_pending`); 409 `assignment_changed`, `slot_taken` or 403
+    `locked` fail the exchange with both lessons where they were."""
+    return ExchangeRequests(ctx).accept(request_id, body.get("reason"))
+
+
+@blp.route("/<school_id>/timetable/exchange-requests/<request_id>/reject", methods=["POST"])
+@blp.arguments(AnswerSchema)
+@blp.response(200, ExchangeRequestSchema)
+@school_route(module=MODULE, roles=STAFF_ROLES)
+def reject_exchange_request(ctx, body, request_id):
+    """The colleague asked declines; the requester is notified."""
+    return ExchangeRequests(ctx).reject(request_id, body.get("reason"))
+
+
+@blp.route("/<school_id>/timetable/exchange-requests/<request_id>/cancel", methods=["POST"])
+@blp.arguments(AnswerSchema)
+@blp.response(200, ExchangeRequestSchema)
+@school_route(module=MODULE, roles=STAFF_ROLES)
+def cancel_exchange_request(ctx, body, request_id):
+    """The requester withdraws a pending exchange; the colleague is notified."""
+    return ExchangeRequests(ctx).cancel(request_id, body.get("reason"))
 
 
 # alteration requests

@@ -28,6 +28,8 @@ timetable_slots          one per (school_id, day_of_week, period_id), unique: th
 timetable_alteration_requests
                          see AlterationRequest; accept touches two aggregates (the request and
                          the slot) in an order that `rota repair` can settle.
+timetable_exchange_requests
+                         see ExchangeRequest; accept touches the request and two slots.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from __future__ import annotations
 from mongoengine import (
     BooleanField,
     DateTimeField,
+    DictField,
     EmbeddedDocument,
     EmbeddedDocumentField,
     IntField,
@@ -111,6 +114,20 @@ class Assignment(EmbeddedDocument):
     swap_request_id = ObjectIdField()
     activity_name = StringField()
     description = StringField()
+    # the admin's lock (self-allocations are locked from the start, locked_by unset)
+    locked_reason = StringField()
+    locked_by = ObjectIdField()
+    locked_at = DateTimeField()
+    # who made it: staff may change the classes of a lesson only when they made it
+    created_by = ObjectIdField()
+    updated_by = ObjectIdField()
+    # a move between slots adds the copy first, naming the move, then removes the original:
+    # a crash in between leaves two copies, and `move_id` tells `rota repair` the newer one
+    move_id = ObjectIdField()
+    # a two-way exchange (ExchangeRequest): the id it was applied for, or the id it was
+    # refused for (the decision of that exchange in this slot, so it is never applied later)
+    exchange_request_id = ObjectIdField()
+    exchange_refused_id = ObjectIdField()
     version = IntField(default=0)
     created_at = DateTimeField(default=utcnow)
     updated_at = DateTimeField(default=utcnow)
@@ -194,5 +211,53 @@ class AlterationRequest(SchoolOwned):
     responded_at = DateTimeField()
     response_reason = StringField()
     failure_code = StringField()
+    # members of the target department who declined: the request stays open for the others
+    # and is rejected once every member has declined
+    declined_by = ListField(ObjectIdField(), default=list)
     version = IntField(default=0)  # every conditional update counts itself here
+    updated_at = DateTimeField(default=utcnow)
+
+
+class ExchangeRequest(SchoolOwned):
+    """A two-way exchange: the requester offers their lesson (`assignment_id`, in slot 1)
+    for the target's lesson (`target_assignment_id`, in slot 2); both change hands or neither.
+
+    `open_key` as in AlterationRequest (one open exchange per offered lesson). Leaving
+    `pending` is one update filtered on status: exactly one of parallel accepts, rejects and
+    cancels wins. Accept: pending -> accepting, then slot 1 (the offered lesson to the
+    target), then slot 2 (the target's lesson to the requester), each write naming this
+    exchange (`exchange_request_id`), then accepting -> accepted. The write in slot 2 decides:
+    when it cannot be made it records `exchange_refused_id` there, so no later attempt can
+    apply it, and slot 1 is put back (and marked refused too); then -> failed. When both
+    lessons share one slot, both change in one write. See service/timetable_exchanges.py.
+    """
+
+    meta = {"collection": "timetable_exchange_requests",
+            "indexes": [
+                {"fields": ["school_id", "open_key"], "unique": True},
+                ["school_id", "requester_id", "-created_at"],
+                ["school_id", "target_staff_id", "-created_at"],
+                ["school_id", "status"],
+            ]}
+
+    assignment_id = ObjectIdField(required=True)
+    target_assignment_id = ObjectIdField(required=True)
+    requester_id = ObjectIdField(required=True)
+    target_staff_id = ObjectIdField(required=True)
+    day_of_week = IntField(required=True)
+    period_id = ObjectIdField(required=True)
+    target_day_of_week = IntField(required=True)
+    target_period_id = ObjectIdField(required=True)
+    # how both lessons were before the exchange, to put slot 1 back when slot 2 refuses
+    assignment_before = DictField()
+    target_before = DictField()
+    reason = StringField(required=True)
+    status = StringField(choices=REQUEST_STATUSES, default="pending")
+    open_key = StringField(required=True)
+    accepting_since = DateTimeField()
+    responded_by = ObjectIdField()
+    responded_at = DateTimeField()
+    response_reason = StringField()
+    failure_code = StringField()
+    version = IntField(default=0)
     updated_at = DateTimeField(default=utcnow)

@@ -1,13 +1,16 @@
 """Demo data for the timetable: a six-period day, a week of lessons with combined classes,
-the Library closed to alteration requests, one self-allocated slot, one accepted swap and one
-request still waiting for an answer."""
+the Library (when the school has one) closed to alteration requests, one self-allocated slot,
+one accepted swap, one request still waiting for an answer, one lesson locked by the admin
+and one two-way exchange waiting for an answer."""
 
 from __future__ import annotations
 
 from service.context import Actor, SchoolContext
-from service.timetable import TimetableSetup
+from service.timetable import TimetableSetup, real_department
 from service.timetable_alterations import AlterationRequests
 from service.timetable_assignments import Assignments
+from service.timetable_edits import LessonEdits
+from service.timetable_exchanges import ExchangeRequests
 
 PERIODS = [(1, "Period 1", "08:00", "08:45"), (2, "Period 2", "08:50", "09:35"),
            (3, "Period 3", "09:55", "10:40"), (4, "Period 4", "10:45", "11:30"),
@@ -20,7 +23,9 @@ def seed(ctx: SchoolContext, people: dict) -> None:
     setup = TimetableSetup(ctx)
     periods = [setup.create_period(number, name, start, end)
                for number, name, start, end in PERIODS]
-    setup.set_department_permission("Library", allow_alterations=False, allow_inbound=False)
+    if real_department(ctx.school_id, "Library"):
+        setup.set_department_permission("Library", allow_alterations=False,
+                                        allow_inbound=False)
     staff = people.get("staff", [])
     lessons = _weekly_lessons(Assignments(ctx), staff, periods)
     if len(staff) < 3 or not lessons:
@@ -33,6 +38,9 @@ def seed(ctx: SchoolContext, people: dict) -> None:
     _as_requests(ctx, second).accept(swap.id, "Happy to cover")
     _as_requests(ctx, third).create(lessons[third.id][0].id, "Parent meeting",
                                     target_department=first.department)
+    LessonEdits(ctx).lock(lessons[second.id][-1].id, "Mock exam: keep the invigilator")
+    ExchangeRequests(_staff_ctx(ctx, third)).create(
+        lessons[third.id][1].id, lessons[second.id][1].id, "Swap our Tuesday lessons?")
 
 
 def _weekly_lessons(assignments: Assignments, staff, periods) -> dict:

@@ -23,7 +23,7 @@ from service.errors import Conflict, NotFound, ValidationFailed
 from service.ids import object_id
 from service.imports import CREATED, REJECTED, UNCHANGED, UPDATED, Row, RowResult
 from service.pagination import Page, paginate, paginate_list
-from service.timetable_slots import slots
+from service.timetable_slots import change_slot, slots
 
 MODULE = "timetable"
 DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
@@ -48,6 +48,16 @@ def settings_for_reading(school_id) -> TimetableSettings:
     """The school's settings (one round trip); defaults, unsaved, when it has none yet."""
     return (TimetableSettings.objects.for_school(school_id).first()
             or TimetableSettings(school_id=school_id))
+
+
+def slot_label(school_id, day_of_week: int, period_id) -> str:
+    """How people name a slot: "Monday, Period 3, 09:40–10:25" (one round trip)."""
+    period = next((p for p in settings_for_reading(school_id).periods if p.id == period_id),
+                  None)
+    if period is None:
+        return f"{DAY_NAMES[day_of_week]}, a removed period"
+    return (f"{DAY_NAMES[day_of_week]}, Period {period.period_number}, "
+            f"{period.start_time}\u2013{period.end_time}")
 
 
 def period_summary(period: Period) -> dict:
@@ -162,19 +172,82 @@ class TimetableSetup(SchoolService):
                    after=period_summary(period))
         return period
 
-    def delete_period(self, period_id) -> None:
-        """Soft delete: assignments keep their period, the grid stops showing it."""
+    def delete_period(self, period_id, cascade: bool = False) -> None:
+        """Soft delete, never leaving lessons behind in a period no grid shows: 409
+        `period_in_use` while it has lessons, or with `cascade` those lessons end (each
+        audited). The period and its slots are two aggregates: the period goes first (no
+        new booking accepts it from then on), then its lessons are checked again; one
+        booked in between puts the period back (409) or, with cascade, ends too."""
         self.require_admin()
         wanted = object_id(period_id, "period")
+        if not cascade:
+            self._check_period_unused(wanted)
+        period = self._set_period_active(wanted, period_id, False)
+        try:
+            ended = end_lessons_of_period(self, wanted) if cascade else \
+                self._check_period_unused(wanted)
+        except Conflict:
+            self._set_period_active(wanted, period_id, True)
+            raise
+        self.audit("delete", "timetable_period", period.id, before=period_summary(period),
+                   after={"lessons_ended": ended or 0})
 
-        def deactivate(settings):
-            current = self._active_period(settings, wanted, period_id)
-            current.is_active = False
+    def _set_period_active(self, wanted, period_id, active: bool) -> Period:
+        def switch(settings):
+            current = next((p for p in settings.periods
+                            if p.id == wanted and p.is_active != active), None)
+            if current is None:
+                raise NotFound(f"No period with id {period_id!r}.")
+            if active:
+                PeriodRules.check_fits(current, settings.periods)
+            current.is_active = active
             current.updated_at = utcnow()
             return {"periods": settings.periods}, current
 
-        period = self._write_settings(deactivate)
-        self.audit("delete", "timetable_period", period.id, before=period_summary(period))
+        return self._write_settings(switch)
+
+    def _check_period_unused(self, period_id) -> None:
+        lessons = sum(len(slot["assignments"]) for slot in slots().find(
+            {"school_id": self.school_id, "period_id": period_id, "assignments": {"$ne": []}},
+            {"assignments.id": 1}))
+        if lessons:
+            raise Conflict(f"{lessons} lesson(s) are in this period; move or delete them, or "
+                           f"delete with ?cascade=true to end them.", code="period_in_use",
+                           details={"assignments": lessons})
+
+    def generate_periods(self, first_start: str, count: int = 8, duration: int | None = None,
+                         breaks: list[dict] | None = None) -> list[Period]:
+        """A bell schedule: `count` periods of `duration` minutes (the school's default when
+        absent) from `first_start`, back to back but for the breaks given after some
+        periods, numbered after the last active period. One write of the settings: all of
+        them or none (409 when one overlaps a period the school has)."""
+        self.require_admin()
+        pauses = {b["after_period"]: b["minutes"] for b in breaks or []}
+
+        def add(settings):
+            length = duration or settings.default_period_duration
+            numbers = [p.period_number for p in settings.periods if p.is_active]
+            first_number = max(numbers, default=0) + 1
+            made, start = [], minutes_of(first_start)
+            for offset in range(count):
+                end = start + length
+                if end > 24 * 60:
+                    raise ValidationFailed("The schedule runs past midnight.",
+                                           {"count": ["Too many periods for one day."]})
+                number = first_number + offset
+                made.append(Period(id=ObjectId(), period_number=number,
+                                   period_name=f"Period {number}", start_time=time_of(start),
+                                   end_time=time_of(end), duration_minutes=length))
+                start = end + pauses.get(offset + 1, 0)
+            for period in made:
+                PeriodRules.check_fits(period, settings.periods + made)
+            return {"periods": settings.periods + made}, made
+
+        made = self._write_settings(add)
+        audit.record_many([audit.audit_event(self.actor, self.school_id, "generate",
+                                             "timetable_period", p.id, None, period_summary(p))
+                           for p in made])
+        return made
 
     @staticmethod
     def _active_period(settings, wanted, period_id) -> Period:
@@ -203,7 +276,14 @@ class TimetableSetup(SchoolService):
                 "updated_at": stored.updated_at if stored else None}
 
     def set_department_permission(self, department: str, **flags) -> dict:
+        """For a department some user of the school belongs to, stored under the spelling
+        its people have (422 otherwise: a typo must not lock a phantom department)."""
         self.require_admin()
+        name = real_department(self.school_id, department)
+        if name is None:
+            raise ValidationFailed(f"No user of this school is in department {department!r}.",
+                                   {"department": ["Not a department of this school."]})
+        department = name
         before = DepartmentPermission.objects.for_school(self.school_id).filter(
             department=department).first()
         updates = {f"set__{name}": value for name, value in flags.items()}
@@ -273,6 +353,26 @@ def _create_settings(school_id) -> None:
         pass
 
 
+def department_key(name: str) -> str:
+    """Department names compare without regard to case or surrounding spaces."""
+    return " ".join(str(name).split()).casefold()
+
+
+def real_department(school_id, name: str) -> str | None:
+    """The department of the school's users matching `name`, spelled as they have it, or
+    None (one round trip)."""
+    wanted = department_key(name)
+    known = User.objects.for_school(school_id).filter(department__ne=None).distinct(
+        "department")
+    return next((d for d in sorted(known) if d and department_key(d) == wanted), None)
+
+
+def department_members(school_id, department: str, besides=None) -> list:
+    """The ids of the department's active staff, but `besides`."""
+    return list(User.objects.for_school(school_id).filter(
+        role="staff", is_active=True, department=department, id__ne=besides).scalar("id"))
+
+
 def permissions_of(school_id, departments) -> dict[str, DepartmentPermission]:
     wanted = [d for d in set(departments) if d]
     if not wanted:
@@ -282,6 +382,25 @@ def permissions_of(school_id, departments) -> dict[str, DepartmentPermission]:
 
 
 # The nightly import of periods (see service/imports.py for the protocol).
+
+def end_lessons_of_period(service: SchoolService, period_id) -> int:
+    """End every lesson in the period (one compare-and-set per working day's slot, so a
+    lesson booked meanwhile is seen and ends too), each audited; answers how many."""
+    ended = {}  # by id: a plan may run again after a lost race
+    for day in sorted(slots().distinct("day_of_week", {"school_id": service.school_id,
+                                                       "period_id": period_id})):
+        def empty(slot):
+            ended.update((a.id, a) for a in slot.placed())
+            return {"$set": {"assignments": []}} if slot.assignments else None
+
+        change_slot(service.school_id, day, period_id, empty)
+    audit.record_many([audit.audit_event(
+        service.actor, service.school_id, "end_with_period", "timetable_assignment", a.id,
+        {"staff_id": a.staff_id, "day_of_week": a.day_of_week, "period_id": a.period_id,
+         "classes": [c.to_mongo().to_dict() for c in a.classes]}, None)
+        for a in ended.values()])
+    return len(ended)
+
 
 def import_periods(ctx, rows: list[Row], dry_run: bool) -> list[RowResult]:
     """Upsert periods by period_number; rows that break a rule are rejected one by one, the

@@ -38,9 +38,16 @@ from service.errors import Conflict, DomainError, Forbidden, NotFound, Validatio
 from service.ids import object_id
 from service.notifications import notify_many
 from service.pagination import Page, paginate
-from service.timetable import permissions_of
-from service.timetable_assignments import slot_label
-from service.timetable_slots import change_slot_of, find_assignment, replaced, slots, staff_booked
+from service.timetable import department_members, permissions_of, real_department
+from service.timetable_assignments import check_not_locked, lesson_label
+from service.timetable_slots import (
+    change_slot_of,
+    find_assignment,
+    replaced,
+    slots,
+    staff_booked,
+    staff_busy,
+)
 
 # Longer than a worker's request timeout, so a live accept is never "repaired" under it.
 ACCEPTING_GRACE_SECONDS = 120
@@ -78,12 +85,18 @@ class AlterationRequests(SchoolService):
         if assignment.staff_id != requester.id:
             raise Conflict("Only the staff member holding an assignment can request to hand it "
                            "over.", code="not_your_assignment")
+        check_not_locked(assignment)
         target = self._named_target(target_staff_id, requester) if target_staff_id else None
+        if target_department is not None:
+            target_department = self._department_with_members(target_department, requester)
         department = target.department if target else target_department
         self._check_departments(requester.department, department)
         if target and self._would_swap_back(assignment, target.id):
             raise Conflict("You received this period by swap from this colleague; it cannot be "
                            "sent straight back.", code="circular_swap")
+        if target and staff_busy(self.school_id, assignment, target.id):
+            raise Conflict(f"{target.name} already teaches in that slot.", code="slot_taken",
+                           details={"target_staff_id": str(target.id)})
         request = self._insert(AlterationRequest(
             school_id=self.school_id, assignment_id=assignment.id,
             day_of_week=assignment.day_of_week, period_id=assignment.period_id,
@@ -106,6 +119,16 @@ class AlterationRequests(SchoolService):
             raise ValidationFailed("You cannot send a request to yourself.",
                                    {"target_staff_id": ["Must be a colleague."]})
         return target
+
+    def _department_with_members(self, name: str, requester: User) -> str:
+        """The school's department of that name (case and spaces aside), spelled as its
+        people have it; 422 when it has no other active staff member to ask."""
+        department = real_department(self.school_id, name)
+        members = department and department_members(self.school_id, department, requester.id)
+        if not members:
+            raise ValidationFailed(f"No colleague of department {name!r} can take the lesson.",
+                                   {"target_department": ["No other active staff member."]})
+        return department
 
     def _check_departments(self, sending: str | None, receiving: str | None) -> None:
         permissions = permissions_of(self.school_id, [sending, receiving])
@@ -148,11 +171,10 @@ class AlterationRequests(SchoolService):
         if request.target_staff_id:
             receivers = [request.target_staff_id]
         else:
-            receivers = list(User.objects.for_school(self.school_id).filter(
-                role="staff", is_active=True, department=request.target_department,
-                id__ne=requester.id).scalar("id"))
-        message = (f"{requester.name} has asked you to take their {slot_label(assignment)} "
-                   f"period: {request.reason}")
+            receivers = department_members(self.school_id, request.target_department,
+                                           requester.id)
+        message = (f"{requester.name} has asked you to take their lesson on "
+                   f"{lesson_label(self.school_id, assignment)}: {request.reason}")
         notify_many([Notification(user_id=user_id, school_id=self.school_id, kind=KIND,
                                   message=message, data={"request_id": str(request.id)})
                      for user_id in receivers])
@@ -173,8 +195,9 @@ class AlterationRequests(SchoolService):
         department = User.objects.for_school(self.school_id).filter(id=me).scalar(
             "department").first()
         incoming = Q(target_staff_id=me)
-        if department:
-            incoming |= Q(target_department=department, requester_id__ne=me)
+        if department:  # a department request the caller declined is closed for them
+            incoming |= Q(target_department=department, requester_id__ne=me,
+                          declined_by__ne=me)
         outgoing = Q(requester_id=me)
         return {"incoming": incoming, "outgoing": outgoing}.get(box, incoming | outgoing)
 
@@ -199,6 +222,8 @@ class AlterationRequests(SchoolService):
         acceptor = self._me()
         self._check_may_answer(request, acceptor)
         self._require_pending(request)
+        if acceptor.id in request.declined_by:
+            raise Conflict("You declined this request.", code="declined")
         self._check_departments(request.requester_department, acceptor.department)
         assignment = self._still_requesters(request)
         self._check_acceptor_can_take(assignment, acceptor)
@@ -261,11 +286,12 @@ class AlterationRequests(SchoolService):
                 return None  # already moved by this request
             if assignment.staff_id != request.requester_id:
                 raise self._assignment_changed()
+            check_not_locked(assignment)
             if self._would_swap_back(assignment, acceptor.id):
                 raise self._swap_back()
             if staff_booked(slot, acceptor.id):
                 raise self._acceptor_booked()
-            return replaced(slot, assignment, staff_id=acceptor.id,
+            return replaced(slot, assignment, by=acceptor.id, staff_id=acceptor.id,
                             original_staff_id=request.requester_id,
                             assignment_type="peer_swap", swap_request_id=request.id,
                             override_notes=None)
@@ -346,6 +372,8 @@ class AlterationRequests(SchoolService):
         request = self._settled(self.get(AlterationRequest, request_id, "alteration request"))
         me = self._me()
         self._check_may_answer(request, me)
+        if request.target_department and not self._declined_by_all(request, me):
+            return request.reload()
         if not self._close(request, "rejected", responded_by=me.id, response_reason=reason):
             raise self._answered()
         self.notify(request.requester_id, KIND,
@@ -356,16 +384,34 @@ class AlterationRequests(SchoolService):
         webhooks.emit(self.ctx, "swap.rejected", {"request_id": request.id, "rejected_by": me.id})
         return request.reload()
 
+    def _declined_by_all(self, request, me: User) -> bool:
+        """Record that `me` declined a department request (one update filtered on status
+        pending); True once every active member of the department has declined."""
+        declined = update_where(AlterationRequest._get_collection(), self.school_id,
+                                {"_id": request.id, "status": "pending"},
+                                {"$addToSet": {"declined_by": me.id},
+                                 "$set": {"updated_at": utcnow()}},
+                                projection={"declined_by": 1})
+        if declined is None:
+            self._require_pending(request.reload())
+            raise self._answered()
+        self.audit("decline", KIND, request.id, after={"declined_by": me.id})
+        members = department_members(self.school_id, request.target_department,
+                                     request.requester_id)
+        return set(members) <= set(declined["declined_by"])
+
     def cancel(self, request_id, reason: str | None = None) -> AlterationRequest:
         request = self.get_request(request_id)
         if request.requester_id != self.actor.user_id:
             raise Forbidden("Only the requester can cancel a request.", code="not_requester")
         if not self._close(request, "cancelled", response_reason=reason):
             raise self._answered()
-        if request.target_staff_id:
-            self.notify(request.target_staff_id, KIND,
-                        "An alteration request sent to you has been cancelled.",
-                        {"request_id": str(request.id)})
+        receivers = [request.target_staff_id] if request.target_staff_id else \
+            department_members(self.school_id, request.target_department, request.requester_id)
+        notify_many([Notification(user_id=user_id, school_id=self.school_id, kind=KIND,
+                                  message="An alteration request sent to you has been "
+                                          "cancelled.", data={"request_id": str(request.id)})
+                     for user_id in receivers])
         self.audit("cancel", KIND, request.id, before={"status": "pending"},
                    after={"status": "cancelled"})
         webhooks.emit(self.ctx, "swap.cancelled", {"request_id": request.id})

@@ -16,7 +16,7 @@ from service.base import SchoolService
 from service.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from service.ids import field_object_id, object_id
 from service.pagination import MAX_PAGE_SIZE, Page
-from service.timetable import DAY_NAMES, settings_for_reading
+from service.timetable import settings_for_reading, slot_label
 from service.timetable_slots import (
     assignment_in,
     assignments_of,
@@ -38,8 +38,56 @@ def assignment_summary(assignment: Assignment) -> dict:
             "is_locked": assignment.is_locked}
 
 
-def slot_label(assignment: Assignment) -> str:
-    return f"{DAY_NAMES[assignment.day_of_week]} (period id {assignment.period_id})"
+def lesson_label(school_id, assignment: Assignment) -> str:
+    """"Monday, Period 3, 09:40–10:25": how notifications name a lesson's slot."""
+    return slot_label(school_id, assignment.day_of_week, assignment.period_id)
+
+
+def creator_of(assignment: Assignment):
+    """Who made the lesson: recorded since lessons record it; before, a self-allocation was
+    made by its first holder and every other lesson by an admin (None)."""
+    if assignment.created_by is not None:
+        return assignment.created_by
+    if assignment.assignment_type == "self_allocated":
+        return assignment.staff_id
+    return None
+
+
+def is_self_allocation(assignment: Assignment) -> bool:
+    """A self-allocation stays one when an admin hands it to someone else (it keeps its
+    activity name), so the admin can still delete it as a self-allocation."""
+    return assignment.assignment_type == "self_allocated" or bool(assignment.activity_name)
+
+
+def check_staff_may_edit(actor, assignment: Assignment) -> None:
+    """Admins edit any lesson. Staff edit a lesson they hold, made themselves, and that is
+    not locked: 403 `locked` first (what they would have to ask an admin about), then 403
+    `not_creator`."""
+    if actor.is_admin:
+        return
+    if assignment.staff_id != actor.user_id:
+        raise Conflict("The assignment changed hands meanwhile; reload and try again.",
+                       code="assignment_changed")
+    if assignment.is_locked:
+        raise Forbidden("This lesson is locked; ask an admin.", code="locked",
+                        details={"locked_reason": assignment.locked_reason})
+    if creator_of(assignment) != actor.user_id:
+        raise Forbidden("Staff may change only lessons they created; ask an admin.",
+                        code="not_creator")
+
+
+def check_not_locked(assignment: Assignment) -> None:
+    """Locked lessons (an admin's lock, or a self-allocation) cannot be handed on."""
+    if assignment.is_locked:
+        raise Forbidden("This lesson is locked; ask an admin.", code="locked",
+                        details={"locked_reason": assignment.locked_reason})
+
+
+def check_taught_has_classes(assignment: Assignment, classes) -> None:
+    """A taught lesson keeps at least one class; a self-allocated activity may have none."""
+    if not classes and not is_self_allocation(assignment):
+        raise Conflict("A lesson needs at least one class; delete the lesson instead.",
+                       code="last_class")
 
 
 class Assignments(SchoolService):
@@ -98,7 +146,8 @@ class Assignments(SchoolService):
         self.require_admin()
         staff = self.member(staff_id, "staff_id", roles={"staff"})
         assignment = Assignment(id=ObjectId(), staff_id=staff.id,
-                                classes=self._class_list(classes), assignment_type="regular")
+                                classes=self._class_list(classes), assignment_type="regular",
+                                created_by=self.actor.user_id, updated_by=self.actor.user_id)
         created = self._book(assignment, period_id, day_of_week)
         self.audit("create", "timetable_assignment", created.id,
                    after=assignment_summary(created))
@@ -112,7 +161,8 @@ class Assignments(SchoolService):
         assignment = Assignment(id=ObjectId(), staff_id=self.actor.user_id,
                                 classes=self._class_list(classes or []),
                                 assignment_type="self_allocated", is_locked=True,
-                                activity_name=activity_name, description=description)
+                                activity_name=activity_name, description=description,
+                                created_by=self.actor.user_id, updated_by=self.actor.user_id)
         created = self._book(assignment, period_id, day_of_week)
         self.audit("self_allocate", "timetable_assignment", created.id,
                    after={**assignment_summary(created), "activity_name": activity_name})
@@ -171,13 +221,14 @@ class Assignments(SchoolService):
         overlapping = settings_for_reading(self.school_id).allow_overlapping_assignments
 
         def add(slot, assignment):
-            self._check_unlocked(assignment)
+            check_staff_may_edit(self.actor, assignment)
             if _class_keys([new_class]) & _class_keys(assignment.classes):
                 raise Conflict(f"Class {new_class.class_id!r} is already in this assignment.",
                                code="class_already_assigned")
             if not overlapping:
                 check_classes_free(slot, [new_class], besides=assignment.id)
-            return replaced(slot, assignment, classes=list(assignment.classes) + [new_class])
+            return replaced(slot, assignment, by=self.actor.user_id,
+                            classes=list(assignment.classes) + [new_class])
 
         slot = change_slot_of(self.school_id, wanted, add)
         self.audit("add_class", "timetable_assignment", wanted,
@@ -190,12 +241,13 @@ class Assignments(SchoolService):
         removed = []
 
         def remove(slot, assignment):
-            self._check_unlocked(assignment)
+            check_staff_may_edit(self.actor, assignment)
             removed[:] = [c for c in assignment.classes if _class_keys([c]) & key]
             if not removed:
                 raise NotFound(f"Class {class_id!r} is not in this assignment.")
-            return replaced(slot, assignment, classes=[c for c in assignment.classes
-                                                       if c not in removed])
+            kept = [c for c in assignment.classes if c not in removed]
+            check_taught_has_classes(assignment, kept)
+            return replaced(slot, assignment, by=self.actor.user_id, classes=kept)
 
         slot = change_slot_of(self.school_id, wanted, remove)
         self.audit("remove_class", "timetable_assignment", wanted,
@@ -203,17 +255,10 @@ class Assignments(SchoolService):
         return assignment_in(slot, wanted)
 
     def _changeable(self, assignment_id) -> Assignment:
-        """Admins change any assignment; staff their own ones that are not locked."""
+        """Admins change any assignment; staff their own unlocked ones they created."""
         assignment = self.get_assignment(assignment_id)
-        self._check_unlocked(assignment)
+        check_staff_may_edit(self.actor, assignment)
         return assignment
-
-    def _check_unlocked(self, assignment: Assignment) -> None:
-        if not self.actor.is_admin and assignment.staff_id != self.actor.user_id:
-            raise Conflict("The assignment changed hands meanwhile; reload and try again.",
-                           code="assignment_changed")
-        if not self.actor.is_admin and assignment.is_locked:
-            raise Forbidden("This assignment is locked; ask an admin.", code="locked")
 
     # deleting
 
@@ -224,7 +269,7 @@ class Assignments(SchoolService):
     def delete_self_allocation(self, assignment_id) -> None:
         """Admins only: self-allocations are locked for staff, their own included."""
         assignment = self._find(assignment_id, "self-allocation")
-        if assignment.assignment_type != "self_allocated":
+        if not is_self_allocation(assignment):
             raise NotFound(f"No self-allocation with id {assignment_id!r}.")
         if not self.actor.is_admin:
             raise Forbidden("Self-allocations are locked; only an admin can delete them.",
@@ -259,7 +304,7 @@ class Assignments(SchoolService):
                 raise Conflict("The new staff member already has an assignment in that slot.",
                                code="slot_taken", details={"staff_id": str(new_staff.id)})
             before[:] = [assignment.staff_id]
-            return replaced(slot, assignment, staff_id=new_staff.id,
+            return replaced(slot, assignment, by=self.actor.user_id, staff_id=new_staff.id,
                             original_staff_id=assignment.staff_id,
                             assignment_type="admin_override", override_notes=notes,
                             swap_request_id=None)
@@ -270,13 +315,13 @@ class Assignments(SchoolService):
 
     def _announce_override(self, assignment: Assignment, previous_staff_id, new_staff: User,
                            notes) -> None:
-        slot = slot_label(assignment)
+        slot = lesson_label(self.school_id, assignment)
         data = {"assignment_id": str(assignment.id), "day_of_week": assignment.day_of_week,
                 "period_id": str(assignment.period_id)}
         self.notify(previous_staff_id, "timetable_override",
-                    f"An admin has reassigned your {slot} period to {new_staff.name}.", data)
+                    f"An admin has reassigned your lesson on {slot} to {new_staff.name}.", data)
         self.notify(new_staff.id, "timetable_override",
-                    f"An admin has assigned you a new period: {slot}.", data)
+                    f"An admin has assigned you a lesson on {slot}.", data)
         self.audit("override", "timetable_assignment", assignment.id,
                    before={"staff_id": previous_staff_id},
                    after={"staff_id": new_staff.id, "original_staff_id": previous_staff_id,

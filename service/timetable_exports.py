@@ -105,7 +105,8 @@ class TimetableViews(SchoolService):
         status, assignment = found or ("empty", None)
         return {"period_id": period.id, "period_number": period.period_number,
                 "period_name": period.period_name, "start_time": period.start_time,
-                "end_time": period.end_time, "status": status, "assignment": assignment}
+                "end_time": period.end_time, "status": status,
+                "locked": bool(assignment and assignment.is_locked), "assignment": assignment}
 
     # conflicts
 

@@ -90,12 +90,15 @@ def set_assignments(assignments: list[Assignment]) -> dict:
     return {"$set": {"assignments": [a.to_mongo() for a in assignments]}}
 
 
-def replaced(slot: TimetableSlot, assignment: Assignment, **fields) -> dict:
-    """The update changing some fields of one assignment of the slot (its version +1)."""
+def replaced(slot: TimetableSlot, assignment: Assignment, by=None, **fields) -> dict:
+    """The update changing some fields of one assignment of the slot (its version +1), made
+    by the user `by` (updated_by)."""
     for name, value in fields.items():
         setattr(assignment, name, value)
     assignment.version = (assignment.version or 0) + 1
     assignment.updated_at = utcnow()
+    if by is not None:
+        assignment.updated_by = by
     return set_assignments([assignment if a.id == assignment.id else a
                             for a in slot.assignments])
 
@@ -103,6 +106,14 @@ def replaced(slot: TimetableSlot, assignment: Assignment, **fields) -> dict:
 def staff_booked(slot: TimetableSlot, staff_id, besides=None) -> bool:
     """True when the staff member holds an assignment in the slot (other than `besides`)."""
     return any(a.staff_id == staff_id and a.id != besides for a in slot.assignments)
+
+
+def staff_busy(school_id, assignment: Assignment, staff_id) -> bool:
+    """True when the staff member holds a lesson in the assignment's slot (one round trip;
+    the writes check it again inside their compare-and-set)."""
+    return bool(slots().count_documents({
+        "school_id": school_id, "day_of_week": assignment.day_of_week,
+        "period_id": assignment.period_id, "assignments.staff_id": staff_id}))
 
 
 def check_classes_free(slot: TimetableSlot, classes, besides=None) -> None:

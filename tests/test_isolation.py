@@ -19,7 +19,8 @@ from service.context import MODULES, SchoolContext
 WRITES = {"post", "put", "patch", "delete"}
 OUTSIDERS = ("other_admin", "other_staff", "foreign_admin", "foreign_company_admin")
 INSIDERS = {"school_admin": "admin", "staff": "staff", "student": "student"}
-NON_ID_PARAMS = {"class_id": "10-A", "department": "Mathematics", "filename": "x.js"}
+NON_ID_PARAMS = {"class_id": "10-A", "department": "Mathematics", "filename": "x.js",
+                 "room": "Room 101"}
 MAX_COMBINATIONS = 12
 
 

@@ -250,37 +250,77 @@ def test_assignment_input_is_checked(client, world):
 
 def test_add_and_remove_classes(client, world):
     period = make_periods(client, world, count=1)[0]
+    admin = world.headers("admin")
     mine = assign(client, world, world.staff, period).json
     other = assign(client, world, world.staff2, period,
-                   classes=[{"class_id": "9-Z", "subject": "Art", "room_number": "Studio"}]).json
+                   classes=[{"class_id": "9-Z", "subject": "Art", "room_number": "Studio"},
+                            {"class_id": "9-Y", "subject": "Art"}]).json
     url = world.url(f"/timetable/assignments/{mine['id']}/classes")
     added = client.post(url, json={"class_id": "10-B", "subject": "Mathematics",
-                                   "room_number": "Room 101"}, headers=world.headers("admin"))
+                                   "room_number": "Room 101"}, headers=admin)
     assert added.status_code == 201
     assert [c["class_id"] for c in added.json["classes"]] == ["10-A", "10-B"]
-    taken = client.post(url, json={"class_id": "9-z", "subject": "Art"},
-                        headers=world.headers("staff"))
+    taken = client.post(url, json={"class_id": "9-z", "subject": "Art"}, headers=admin)
     assert taken.status_code == 409
     assert taken.json["error"]["code"] == "class_taken"
-    duplicate = client.post(url, json={"class_id": "10-B", "subject": "Maths"},
-                            headers=world.headers("admin"))
+    duplicate = client.post(url, json={"class_id": "10-B", "subject": "Maths"}, headers=admin)
     assert duplicate.status_code == 409
     assert client.post(url, json={"class_id": "1", "subject": "x"},
                        headers=world.headers("staff2")).status_code == 404
     removed = client.delete(world.url(f"/timetable/assignments/{other['id']}/classes/9-Z"),
-                            headers=world.headers("admin"))
+                            headers=admin)
     assert removed.status_code == 200
-    assert removed.json["classes"] == []
+    assert [c["class_id"] for c in removed.json["classes"]] == ["9-Y"]
     # the class and the room are free now
     taken_now = client.post(url, json={"class_id": "9-Z", "subject": "Art",
-                                       "room_number": "Studio"}, headers=world.headers("staff"))
+                                       "room_number": "Studio"}, headers=admin)
     assert taken_now.status_code == 201
     assert len(taken_now.json["classes"]) == 3
     missing = client.delete(world.url(f"/timetable/assignments/{mine['id']}/classes/nope"),
-                            headers=world.headers("admin"))
+                            headers=admin)
     assert missing.status_code == 404
     assert audited(world, "add_class", "timetable_assignment") == 2
     assert audited(world, "remove_class", "timetable_assignment") == 1
+
+
+def test_a_taught_lesson_keeps_one_class_and_an_activity_may_have_none(client, world):
+    period = make_periods(client, world, count=2)
+    lesson = assign(client, world, world.staff, period[0]).json
+    last = client.delete(world.url(f"/timetable/assignments/{lesson['id']}/classes/10-A"),
+                         headers=world.headers("admin"))
+    assert last.status_code == 409 and last.json["error"]["code"] == "last_class"
+    assert [c.class_id for c in stored_assignment(lesson["id"]).classes] == ["10-A"]
+    activity = client.post(world.url("/timetable/self-allocations"), headers=world.headers(
+        "staff"), json={"period_id": period[1]["id"], "day_of_week": MONDAY,
+                        "activity_name": "Maths extra",
+                        "classes": [{"class_id": "10-A", "subject": "Maths"}]}).json
+    emptied = client.delete(world.url(f"/timetable/assignments/{activity['id']}/classes/10-A"),
+                            headers=world.headers("admin"))
+    assert emptied.status_code == 200 and emptied.json["classes"] == []
+
+
+def test_staff_change_classes_only_on_lessons_they_created(client, world):
+    """An admin's lesson is not the staff member's to reshape; an unlocked self-allocation
+    of their own is."""
+    period = make_periods(client, world, count=2)
+    staff = world.headers("staff")
+    lesson = assign(client, world, world.staff, period[0]).json
+    add = client.post(world.url(f"/timetable/assignments/{lesson['id']}/classes"),
+                      json={"class_id": "10-B", "subject": "Maths"}, headers=staff)
+    remove = client.delete(world.url(f"/timetable/assignments/{lesson['id']}/classes/10-A"),
+                           headers=staff)
+    assert [(r.status_code, r.json["error"]["code"]) for r in (add, remove)] == \
+        [(403, "not_creator")] * 2
+    activity = client.post(world.url("/timetable/self-allocations"), headers=staff, json={
+        "period_id": period[1]["id"], "day_of_week": MONDAY, "activity_name": "Maths extra"}).json
+    url = world.url(f"/timetable/assignments/{activity['id']}/classes")
+    locked = client.post(url, json={"class_id": "10-C", "subject": "Maths"}, headers=staff)
+    assert (locked.status_code, locked.json["error"]["code"]) == (403, "locked")
+    assert client.post(world.url(f"/timetable/assignments/{activity['id']}/unlock"),
+                       headers=world.headers("admin")).status_code == 200
+    added = client.post(url, json={"class_id": "10-C", "subject": "Maths"}, headers=staff)
+    assert added.status_code == 201, added.json
+    assert [c.class_id for c in stored_assignment(lesson["id"]).classes] == ["10-A"]
 
 
 def test_deleting_an_assignment_frees_the_slot(client, world):

@@ -167,12 +167,21 @@ def test_request_rules(client, world, period, held):
 
 
 def test_acceptor_already_booked_in_that_slot_is_refused(client, world, period, held):
-    assign(client, world, world.staff2, period, classes=[{"class_id": "S1", "subject": "Bio"}])
+    """Asked while the colleague is free, who is booked into that slot before accepting."""
     created = ask(client, world, held, target_staff_id=world.staff2).json
+    assign(client, world, world.staff2, period, classes=[{"class_id": "S1", "subject": "Bio"}])
     busy = answer(client, world, created["id"], "accept", "staff2")
     assert busy.status_code == 409
     assert busy.json["error"]["code"] == "slot_taken"
     assert stored_assignment(held["id"]).staff_id == world.staff.id
+
+
+def test_a_named_colleague_busy_in_that_slot_is_refused_at_request_time(client, world,
+                                                                        period, held):
+    assign(client, world, world.staff2, period, classes=[{"class_id": "S1", "subject": "Bio"}])
+    busy = ask(client, world, held, target_staff_id=world.staff2)
+    assert (busy.status_code, busy.json["error"]["code"]) == (409, "slot_taken")
+    assert AlterationRequest.objects(school_id=world.school.id).count() == 0
 
 
 def test_circular_swap_is_refused(client, world, held):
