@@ -146,7 +146,7 @@ def test_a_reassignment_that_loses_to_a_balance_moves_from_where_balance_put_the
         str(b.id), str(c.id))
     assert Notification.objects(user_id=b.id, kind="track_student_moved_out").count() == 1
     assert Notification.objects(user_id=busy.id, kind="track_student_moved_out").count() == 0
-    assert stored(track)["version"] == 1 + 2  # made with 3 instructors, 1 enrolment; balance, reassign
+    assert stored(track)["version"] == 1 + 2  # made with 3 instructors; enrol, balance, reassign
     assert sorted(loads(track).values()) == [3, 4, 5]
 
 
