@@ -1,7 +1,8 @@
 """`rota repair`: settle what a crash between two steps of a request can leave behind.
 
 Safe at any time, meant for the nightly cron next to the imports: it only touches what is
-older than any request can run (an alteration accept stopped half-way), adds what a
+older than any request can run (an alteration or exchange accept stopped half-way, a
+lesson move that left two copies), adds what a
 crash left out (a program's week documents, a group's weeks, a week change's move log),
 and audits what it fixed.
 """
@@ -12,6 +13,8 @@ from documents.accounts import School
 from service.context import SYSTEM
 from service.tenancy import school_context
 from service.timetable_alterations import AlterationRequests
+from service.timetable_edits import LessonEdits
+from service.timetable_exchanges import ExchangeRequests
 from service.timetable_exports import TimetableViews
 from service.weekly_groups import WeeklyGroups
 
@@ -24,6 +27,9 @@ def repair_school(school: School) -> tuple[list[str], list[str]]:
     if "timetable" in ctx.modules:
         settled = AlterationRequests(ctx).repair_interrupted()
         fixed += [f"alteration request {r.id} settled as {r.status}" for r in settled]
+        exchanged = ExchangeRequests(ctx).repair_interrupted()
+        fixed += [f"exchange request {r.id} settled as {r.status}" for r in exchanged]
+        fixed += LessonEdits(ctx).settle_interrupted_moves()
         to_resolve += [f"double booking: {c['kind']} {c['key']!r} on day {c['day_of_week']} "
                        f"period {c['period_number']}: assignments {', '.join(c['assignment_ids'])}"
                        for c in TimetableViews(ctx).double_bookings()]
