@@ -12,7 +12,7 @@ from documents.audit import AuditEvent
 from documents.base import utcnow
 from documents.timetable import ExchangeRequest
 from scripts.repair import run_repair
-from service.context import Actor, SchoolContext, MODULES
+from service.context import MODULES, Actor, SchoolContext
 from service.timetable_exchanges import ExchangeRequests, handover_state
 from tests.helpers import parallel
 from tests.test_timetable import (
