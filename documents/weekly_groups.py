@@ -9,7 +9,7 @@ a generation, a copy, an import batch) is one compare-and-set on its `version`
 one week touches another week's document.
 
 `StudentMove` is the log of membership changes, written right after the week update that
-made them. The week document keeps its latest change's log records (`last_moves`, ids fixed
+made them. The week document keeps its latest change's log records (`last_change`, ids fixed
 before the update) so a crash between the two writes is settled by the week's next change or
 by `rota repair`, which insert them again (duplicate ids are refused).
 """
@@ -23,7 +23,6 @@ from mongoengine import (
     EmbeddedDocumentField,
     EmbeddedDocumentListField,
     IntField,
-    ListField,
     ObjectIdField,
     StringField,
 )
@@ -111,7 +110,7 @@ class ProgramWeek(SchoolOwned):
     program_id = ObjectIdField(required=True)
     week_number = IntField(required=True)
     groups = EmbeddedDocumentListField(WeekGroup)
-    last_moves = ListField(DictField())
+    last_change = DictField()  # the log records of the latest change, in short
     version = IntField(default=0)
     updated_at = DateTimeField(default=utcnow)
 
@@ -123,8 +122,7 @@ class StudentMove(SchoolOwned):
     order of the week's changes."""
 
     meta = {"collection": "weekly_student_moves",
-            "indexes": [["school_id", "student_id", "created_at"],
-                        ["school_id", "program_id", "week_number"]]}
+            "indexes": [["school_id", "student_id", "created_at"]]}  # a student's history
 
     program_id = ObjectIdField(required=True)
     student_id = ObjectIdField(required=True)

@@ -35,6 +35,7 @@ from service.weekly_groups_weeks import (
     group_at,
     group_summary,
     log_moves,
+    logged_change,
     natural,
     weeks,
 )
@@ -304,7 +305,7 @@ class WeeklyGroups(WeeklyService):
             "max_weeks").as_pymongo()}
         stored = list(weeks().find({"school_id": self.school_id},
                                    {"program_id": 1, "week_number": 1, "groups.group_id": 1,
-                                    "last_moves": 1}).batch_size(1000))
+                                    "last_change": 1}).batch_size(1000))
         fixed = self._restore_weeks(programs, stored)
         fixed += self._restore_group_weeks(programs, stored)
         fixed += self._restore_move_log(stored)
@@ -344,7 +345,7 @@ class WeeklyGroups(WeeklyService):
         return fixed
 
     def _restore_move_log(self, stored: list[dict]) -> list[str]:
-        records = [record for week_doc in stored for record in week_doc.get("last_moves") or []]
+        records = [record for week_doc in stored for record in logged_change(week_doc)]
         logged = {r["_id"] for r in StudentMove._get_collection().find(
             {"school_id": self.school_id, "_id": {"$in": [r["_id"] for r in records]}},
             {"_id": 1})}

@@ -23,7 +23,13 @@ from documents.weekly_groups import Group, Program, ProgramStudent
 from service import audit
 from service.context import SchoolContext
 from service.imports import CREATED, REJECTED, UNCHANGED, UPDATED, Row, RowResult
-from service.weekly_groups_weeks import STUDENT_FIELDS, WeekChange, WeeklyService, weeks
+from service.weekly_groups_weeks import (
+    STUDENT_FIELDS,
+    WEEK_FIELDS,
+    WeekChange,
+    WeeklyService,
+    weeks,
+)
 
 ENTITY = "program_student"
 IN_CHUNK = 100
@@ -275,7 +281,7 @@ def export_group_memberships(ctx: SchoolContext) -> Iterator[dict[str, str]]:
              "week_number": str(week_doc["week_number"]), "group": group["base_name"],
              "customer_id": customers[member["student_id"]]}
             for week_doc in weeks().find({"school_id": ctx.school_id},
-                                         {"last_moves": 0}).batch_size(100)
+                                         WEEK_FIELDS).batch_size(100)
             for group in week_doc["groups"] for member in group["members"]
             if member["student_id"] in customers]
     yield from sorted(rows, key=lambda r: (r["customer_id"], int(r["week_number"])))

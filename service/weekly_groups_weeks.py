@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import re
+from collections import deque
 from collections.abc import Callable, Iterable
 from datetime import datetime
 
@@ -28,7 +29,10 @@ from service.ids import unique_ids
 
 STUDENT_FIELDS = ("program_id", "name", "ability_level", "birth_date", "customer_id", "email")
 # What readers of a week need: never the log records of its last change.
-WEEK_FIELDS = {"last_moves": 0}
+WEEK_FIELDS = {"last_change": 0}
+# What the log records of one change share, kept once in the week's `last_change`.
+SHARED = ("school_id", "program_id", "week_number", "week_version", "reason", "actor_id",
+          "created_at")
 
 
 def weeks() -> object:
@@ -79,7 +83,7 @@ def create_weeks(school_id, program_id, week_numbers: Iterable[int]) -> int:
     """The program's week documents that do not exist yet; answers how many were created."""
     now = utcnow()
     documents = [{"school_id": school_id, "program_id": program_id, "week_number": week,
-                  "groups": [], "last_moves": [], "version": 0, "created_at": now,
+                  "groups": [], "last_change": {}, "version": 0, "created_at": now,
                   "updated_at": now} for week in week_numbers]
     return len(documents) - len(insert_unique(weeks(), documents))
 
@@ -100,9 +104,38 @@ def add_groups(school_id, program_id, groups: list[dict], week_numbers: Iterable
 
 def log_moves(records: list[dict], settled: list[dict] = ()) -> None:
     """Insert the log records of a week change, and those of the change before it (`settled`:
-    the `last_moves` the change read) in case that one's writer died before logging them.
-    Records already logged are refused by their ids."""
+    `logged_change` of the week as read) in case that one's writer died before logging them.
+    Records already logged are refused by their ids; a change this process logged itself is
+    not sent again (an import's batches follow each other on one week)."""
+    if settled and settled[0]["_id"] in _LOGGED_HERE:
+        settled = ()
     insert_unique(StudentMove._get_collection(), [*settled, *records])
+    if records:
+        _LOGGED_HERE.append(records[0]["_id"])
+
+
+# The first record id of each change this process logged lately. Only a shortcut: a change
+# forgotten here is sent again and refused by its ids.
+_LOGGED_HERE: deque = deque(maxlen=64)
+
+
+def kept_change(records: list[dict]) -> dict:
+    """The log records of a change as the week keeps them: what they share once, then per
+    move its id, student and groups (a third of the bytes of the records: an import batch
+    rewrites a week of thousands of members, and the server's cost grows with its size)."""
+    if not records:
+        return {}
+    return {**{key: records[0][key] for key in SHARED},
+            "moves": [[r["_id"], r["student_id"], r["from_group_id"], r["to_group_id"]]
+                      for r in records]}
+
+
+def logged_change(week: dict) -> list[dict]:
+    """The log records of the week's last change (see `kept_change`)."""
+    kept = week.get("last_change") or {}
+    return [{**{key: kept[key] for key in SHARED}, "_id": move_id, "student_id": student_id,
+             "from_group_id": from_group, "to_group_id": to_group}
+            for move_id, student_id, from_group, to_group in kept.get("moves") or []]
 
 
 class WeekChange:
@@ -130,7 +163,7 @@ class WeekChange:
                                {"program_id": self.program_id, "week_number": self.week},
                                lambda week: self.plan_on(week, plan), what="program week")
         if after is not before:
-            log_moves(self.records, before.get("last_moves") or [])
+            log_moves(self.records, logged_change(before))
         return before, after
 
     def plan_on(self, week: dict, plan: Callable[[dict, WeekChange], None]) -> dict | None:
@@ -146,7 +179,8 @@ class WeekChange:
             changed = {f"groups.{index}": self.groups[index] for index in self.touched}
         else:  # groups added: the whole list, one form every backend applies alike
             changed = {"groups": self.groups}
-        return {"$set": {**changed, "last_moves": self.records, "updated_at": self.now}}
+        return {"$set": {**changed, "last_change": kept_change(self.records),
+                         "updated_at": self.now}}
 
     def _start(self, week: dict) -> None:
         # groups are copied when first touched: a week may hold thousands of members

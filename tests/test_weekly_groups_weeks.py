@@ -34,7 +34,7 @@ def test_a_program_has_one_document_per_week_holding_groups_and_members(world):
     # the change and its log carry the week's version: the exact order of its changes
     logged = StudentMove.objects(program_id=program.id, week_number=2)
     assert [m.week_version for m in logged] == [week["version"]] * 2
-    assert [m["_id"] for m in week["last_moves"]] == [m.id for m in logged]
+    assert [move[0] for move in week["last_change"]["moves"]] == [m.id for m in logged]
 
 
 def test_a_move_that_loses_a_race_plans_again_on_the_fresh_week(world, monkeypatch):
