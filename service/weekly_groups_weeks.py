@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import re
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable
 from datetime import datetime
@@ -107,16 +108,19 @@ def log_moves(records: list[dict], settled: list[dict] = ()) -> None:
     `logged_change` of the week as read) in case that one's writer died before logging them.
     Records already logged are refused by their ids; a change this process logged itself is
     not sent again (an import's batches follow each other on one week)."""
-    if settled and settled[0]["_id"] in _LOGGED_HERE:
-        settled = ()
+    with _LOGGED_LOCK:
+        if settled and settled[0]["_id"] in _LOGGED_HERE:
+            settled = ()
     insert_unique(StudentMove._get_collection(), [*settled, *records])
     if records:
-        _LOGGED_HERE.append(records[0]["_id"])
+        with _LOGGED_LOCK:
+            _LOGGED_HERE.append(records[0]["_id"])
 
 
 # The first record id of each change this process logged lately. Only a shortcut: a change
 # forgotten here is sent again and refused by its ids.
 _LOGGED_HERE: deque = deque(maxlen=64)
+_LOGGED_LOCK = threading.Lock()
 
 
 def kept_change(records: list[dict]) -> dict:
