@@ -17,7 +17,7 @@ not know about dates; the day's plan lists it under `conflicts` for an admin to 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 
 from bson import ObjectId
 from pymongo.errors import DuplicateKeyError
@@ -70,11 +70,21 @@ def changes_of(documents) -> dict[tuple[date, ObjectId], list[DatedChange]]:
     return found
 
 
+def dates_from(start: date | None, end: date | None) -> dict:
+    """The filter on DaySlot.date for the days from `start` to `end`, both included. The
+    end is "before the next day" ($lt): the embedded server misses documents equal to an
+    $lte bound on a field followed by another in the index (date, then period_id)."""
+    when = {}
+    if start is not None:
+        when["$gte"] = as_datetime(start)
+    if end is not None:
+        when["$lt"] = as_datetime(end + timedelta(days=1))
+    return {"date": when} if when else {}
+
+
 def day_changes(school_id, start: date, end: date) -> dict:
     """Every dated change from `start` to `end`, by (date, period_id) (one round trip)."""
-    return changes_of(day_slots().find({"school_id": school_id,
-                                        "date": {"$gte": as_datetime(start),
-                                                 "$lte": as_datetime(end)}}))
+    return changes_of(day_slots().find({"school_id": school_id, **dates_from(start, end)}))
 
 
 @dataclass

@@ -11,7 +11,6 @@ from documents.accounts import User
 from documents.timetable import booking_key
 from service.base import SchoolService
 from service.calendar import (
-    as_datetime,
     calendar_for_reading,
     monday_of,
     school_today,
@@ -21,20 +20,15 @@ from service.calendar import (
 from service.errors import NotFound, ValidationFailed
 from service.ids import field_object_id, object_id
 from service.timetable_absences import cover_settings_for_reading
-from service.timetable_cover import DayContext, SlotUse, day_changes, day_slots
+from service.timetable_cover import DayContext, SlotUse, dates_from, day_changes, day_slots
 from service.timetable_cover_ranking import Candidate, Limits, rank, run_length
 from service.timetable_slots import assignments_of, find_assignment, slots
 
 
 def covers_between(school_id, start: date | None, end: date | None) -> dict:
     """cover staff id -> number of covers given from `start` to `end` (one aggregation)."""
-    when = {}
-    if start is not None:
-        when["$gte"] = as_datetime(start)
-    if end is not None:
-        when["$lte"] = as_datetime(end)
     rows = day_slots().aggregate([
-        {"$match": {"school_id": school_id, **({"date": when} if when else {})}},
+        {"$match": {"school_id": school_id, **dates_from(start, end)}},
         {"$unwind": "$changes"},
         {"$match": {"changes.action": "cover"}},
         {"$group": {"_id": "$changes.cover_staff_id", "covers": {"$sum": 1}}},
