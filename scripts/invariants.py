@@ -17,10 +17,16 @@ def claim_key(value: str) -> str:
     return " ".join(str(value).split()).casefold()
 
 
+def every_school(db: Database) -> dict:
+    """A filter naming every school by its shard key: one query still, which a sharded
+    cluster routes like the service's own (`$in` on school_id)."""
+    return {"school_id": {"$in": [s["_id"] for s in db.schools.find({}, {"_id": 1})]}}
+
+
 def timetable_slots(db: Database, **projection):
     """Every slot document, each with the school, day, period and the projected fields."""
-    return db.timetable_slots.find({}, {"school_id": 1, "day_of_week": 1, "period_id": 1,
-                                        **projection})
+    return db.timetable_slots.find(every_school(db), {"school_id": 1, "day_of_week": 1,
+                                                      "period_id": 1, **projection})
 
 
 def staff_double_bookings(db: Database) -> list[str]:
@@ -33,7 +39,7 @@ def staff_double_bookings(db: Database) -> list[str]:
 
 def class_and_room_double_bookings(db: Database) -> list[str]:
     overlapping = {s["school_id"] for s in db.timetable_settings.find(
-        {"allow_overlapping_assignments": True}, {"school_id": 1})}
+        {**every_school(db), "allow_overlapping_assignments": True}, {"school_id": 1})}
     taken: dict[tuple, set] = defaultdict(set)
     for found in timetable_slots(db, **{"assignments.id": 1, "assignments.classes": 1}):
         if found["school_id"] in overlapping:
@@ -76,16 +82,17 @@ def students_in_two_groups(db: Database) -> list[str]:
 def accepted_swaps_not_executed_once(db: Database) -> list[str]:
     """An accepted request was accepted exactly once (one `accept` in the trail), and its
     assignment went to the acceptor unless a later request or override moved it on."""
+    schools = every_school(db)
     accepted = {r["_id"]: r for r in db.timetable_alteration_requests.find(
-        {"status": "accepted"})}
+        {**schools, "status": "accepted"})}
     accepts = Counter(e["entity_id"] for e in db.audit_events.find(
-        {"entity_type": "timetable_alteration", "action": {"$in": ["accept", "repair"]}},
-        {"entity_id": 1}))
+        {**schools, "entity_type": "timetable_alteration",
+         "action": {"$in": ["accept", "repair"]}}, {"entity_id": 1}))
     problems = [f"request {rid} accepted {accepts[str(rid)]} times"
                 for rid in accepted if accepts[str(rid)] != 1]
     wanted = {r["assignment_id"] for r in accepted.values()}
     assignments = {a["id"]: a for s in db.timetable_slots.find(
-        {"assignments.id": {"$in": list(wanted)}}, {"assignments": 1})
+        {**schools, "assignments.id": {"$in": list(wanted)}}, {"assignments": 1})
         for a in s["assignments"] if a["id"] in wanted}
     for rid, request in accepted.items():
         assignment = assignments.get(request["assignment_id"])
@@ -93,6 +100,25 @@ def accepted_swaps_not_executed_once(db: Database) -> list[str]:
                 and assignment["staff_id"] != request.get("accepted_by"):
             problems.append(f"request {rid} accepted but its period is not the acceptor's")
     return problems
+
+
+def lessons_in_two_slots(db: Database) -> list[str]:
+    """A lesson is in one slot; two copies are a move a crash interrupted (`rota repair`)."""
+    slots_of = Counter(a["id"] for s in timetable_slots(db, **{"assignments.id": 1})
+                       for a in s.get("assignments") or [])
+    return [f"lesson {lesson} is in {n} slots" for lesson, n in slots_of.items() if n > 1]
+
+
+def failed_exchanges_that_moved_a_lesson(db: Database) -> list[str]:
+    """A failed exchange handed neither lesson over: no lesson names it as how it came."""
+    schools = every_school(db)
+    failed = [r["_id"] for r in db.timetable_exchange_requests.find(
+        {**schools, "status": "failed"}, {"_id": 1})]
+    named = Counter(a["exchange_request_id"] for s in db.timetable_slots.find(
+        {**schools, "assignments.exchange_request_id": {"$in": failed}},
+        {"assignments.exchange_request_id": 1})
+        for a in s["assignments"] if a.get("exchange_request_id") in failed)
+    return [f"exchange {rid} failed but moved {n} lesson(s)" for rid, n in named.items()]
 
 
 LINKED_RECORDS = ("evaluations", "project_assessments", "project_note_contexts")
@@ -147,7 +173,8 @@ def track_students_not_placed_once_with_an_instructor(db: Database,
 
 CHECKS = (staff_double_bookings, class_and_room_double_bookings, groups_over_capacity,
           students_in_two_groups, accepted_swaps_not_executed_once, linked_rosters_not_frozen,
-          track_students_not_placed_once_with_an_instructor)
+          track_students_not_placed_once_with_an_instructor, lessons_in_two_slots,
+          failed_exchanges_that_moved_a_lesson)
 
 
 def check_all(db: Database) -> dict[str, list[str]]:

@@ -11,7 +11,9 @@ A move to another slot touches two slots, written in this order:
      when it is not (changed, moved or deleted meanwhile), the copy in B is taken back
      (its filter names the move) and the move answers 409 `assignment_changed`.
 Of parallel moves of one lesson, one removes the original and the others take their copies
-back. A crash between 1 and 2 leaves the lesson in both slots: `settle_interrupted_moves`
+back; a move does not start while the lesson is in two slots (another move is between its
+writes, and what was read may be a copy that move still takes back).
+A crash between 1 and 2 leaves the lesson in both slots: `settle_interrupted_moves`
 (run by `rota repair`) keeps the copy of the newest move when the original is unchanged
 since (the move had been decided), else drops the copy.
 """
@@ -126,6 +128,11 @@ class LessonEdits(SchoolService):
 
     def _move(self, current: Assignment, day: int, period, classes, overlapping: bool
               ) -> Assignment:
+        if slots().count_documents({"school_id": self.school_id,
+                                    "assignments.id": current.id}) > 1:
+            # another move of this lesson is between its writes: what was read may be its
+            # copy, which that move can still take back
+            raise self._changed()
         copy = Assignment(**{**current.to_mongo().to_dict(), "classes": classes})
         copy.id, copy.move_id = current.id, ObjectId()
         copy.version, copy.updated_at, copy.updated_by = \

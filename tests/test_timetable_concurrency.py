@@ -50,12 +50,12 @@ def test_twenty_parallel_accepts_give_one_owner(live):
     admin = world.headers("admin")
     held = post(live, "/timetable/assignments", body_for(world.staff, period, "10-A", "R1"),
                 admin).json()
+    acceptors = [world.add_user(world.school, "staff", department="History")
+                 for _ in range(20)]
     request = post(live, "/timetable/alteration-requests",
                    {"assignment_id": held["id"], "target_department": "History",
                     "reason": "Training day"}, world.headers("staff"))
     assert request.status_code == 201, request.text
-    acceptors = [world.add_user(world.school, "staff", department="History")
-                 for _ in range(20)]
     headers = [world.headers(person) for person in acceptors]
     url = live.url(world.url(f"/timetable/alteration-requests/{request.json()['id']}/accept"))
 

@@ -3,6 +3,7 @@ class and room grids, and keys containing `/` in every path that names one."""
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import timedelta
 
 import pytest
@@ -10,9 +11,10 @@ from bson import ObjectId
 
 from documents.base import utcnow
 from documents.timetable import TimetableSlot
+from scripts.invariants import lessons_in_two_slots
 from scripts.repair import run_repair
 from service.timetable_slots import slots
-from tests.helpers import REQUEST_OVERHEAD
+from tests.helpers import REQUEST_OVERHEAD, parallel
 from tests.test_timetable import (
     MONDAY,
     TUESDAY,
@@ -128,6 +130,7 @@ def test_an_interrupted_move_is_settled_by_repair(client, world, periods):
 
     assert [(a.day_of_week, a.version) for a in stored_assignments(world.school.id)
             if str(a.id) == lesson["id"]] == [(TUESDAY, 1)]
+    assert lessons_in_two_slots(TimetableSlot._get_db()) == []
     assert any("found in two slots: moved" in line for line in lines)
 
 
@@ -275,3 +278,36 @@ def test_keys_with_a_slash_work_through_gunicorn(live):
     assert (locked.status_code, locked.json()["department"]) == (200, "Design/Tech")
     assert [c.class_id for c in TimetableSlot.objects.get(
         school_id=world.school.id).assignments[0].classes] == ["10/B"]
+
+
+@pytest.mark.integration
+def test_parallel_moves_of_one_lesson_leave_it_in_one_slot(live):
+    """Eight admins move one lesson to eight different slots at once: each move adds its copy
+    first, and only a move that still finds the original where it read it removes it; the
+    others take their copies back (409 `assignment_changed`)."""
+    import requests
+
+    world = live.world
+    admin = world.headers("admin")
+    base = live.url(world.url(""))
+    made = [requests.post(f"{base}/timetable/periods", headers=admin, timeout=30, json={
+        "period_number": n, "period_name": f"P{n}", "start_time": f"{7 + n:02d}:00",
+        "end_time": f"{7 + n:02d}:45"}).json() for n in (1, 2, 3)]
+    lesson = requests.post(f"{base}/timetable/assignments", headers=admin, timeout=30, json={
+        "staff_id": str(world.staff.id), "period_id": made[0]["id"], "day_of_week": 0,
+        "classes": [{"class_id": "10-A", "subject": "Maths"}]}).json()
+    targets = [(day, period["id"]) for day in range(1, 5) for period in made[1:]][:8]
+
+    responses = parallel(8, lambda i: requests.patch(
+        f"{base}/timetable/assignments/{lesson['id']}", headers=admin, timeout=30,
+        json={"day_of_week": targets[i][0], "period_id": targets[i][1]}))
+
+    codes = Counter(r.status_code for r in responses)
+    assert set(codes) <= {200, 409} and codes[200] >= 1, codes
+    assert {r.json()["error"]["code"] for r in responses if r.status_code == 409} <= \
+        {"assignment_changed"}
+    placed = [(s.day_of_week, str(s.period_id)) for s in TimetableSlot.objects(
+        school_id=world.school.id) if any(str(a.id) == lesson["id"] for a in s.assignments)]
+    assert len(placed) == 1 and placed[0] in {targets[i] for i, r in enumerate(responses)
+                                              if r.status_code == 200}
+    assert lessons_in_two_slots(TimetableSlot._get_db()) == []

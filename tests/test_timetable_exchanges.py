@@ -11,6 +11,7 @@ import requests
 from documents.audit import AuditEvent
 from documents.base import utcnow
 from documents.timetable import ExchangeRequest
+from scripts.invariants import failed_exchanges_that_moved_a_lesson, lessons_in_two_slots
 from scripts.repair import run_repair
 from service.context import MODULES, Actor, SchoolContext
 from service.timetable_exchanges import ExchangeRequests, handover_state
@@ -130,6 +131,7 @@ def test_an_exchange_refused_in_the_second_slot_puts_the_first_back(client, worl
         ("regular", None, None)
     stored = ExchangeRequest.objects.get(id=created["id"])
     assert (stored.status, stored.failure_code) == ("failed", "slot_taken")
+    assert failed_exchanges_that_moved_a_lesson(ExchangeRequest._get_db()) == []
     assert any("could not be made" in m for m in notifications_of(world.staff, "exchange"))
 
 
@@ -196,6 +198,7 @@ def test_an_interrupted_exchange_that_can_no_longer_be_made_is_rolled_back(clien
     assert (shown.json["status"], shown.json["failure_code"]) == \
         ("failed", "assignment_changed")
     assert stored_assignment(mine["id"]).staff_id == world.staff.id
+    assert failed_exchanges_that_moved_a_lesson(ExchangeRequest._get_db()) == []
 
 
 # races against the live server
@@ -260,3 +263,5 @@ def test_accepts_racing_cancels_give_one_outcome(live):
     owners = [stored_assignment(lesson["id"]).staff_id for lesson in held]
     assert owners == ([world.staff2.id, world.staff.id] if won == "accept"
                       else [world.staff.id, world.staff2.id])
+    db = ExchangeRequest._get_db()
+    assert [failed_exchanges_that_moved_a_lesson(db), lessons_in_two_slots(db)] == [[], []]
