@@ -142,6 +142,9 @@ class AssignmentCreateSchema(BaseSchema):
     day_of_week = fields.Integer(required=True, validate=DAY)
     classes = fields.List(fields.Nested(ClassSchema), required=True,
                           validate=validate.Length(min=1, max=50))
+    week = fields.String(allow_none=True, validate=validate.OneOf(("A", "B")), metadata={
+        "description": "A/B rotation: runs in week A (or B) only; lessons of the other week "
+                       "may share the slot. Absent: every week."})
 
 
 class AssignmentUpdateSchema(BaseSchema):
@@ -169,6 +172,8 @@ class AssignmentSchema(BaseSchema):
     staff_id = Id()
     period_id = Id()
     day_of_week = fields.Integer()
+    week = fields.String(allow_none=True, metadata={"description": "A or B: that rotation "
+                                                                   "week only; null: every week."})
     classes = fields.List(fields.Nested(ClassSchema))
     assignment_type = fields.String(validate=validate.OneOf(ASSIGNMENT_TYPES))
     is_locked = fields.Boolean()

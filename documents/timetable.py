@@ -114,6 +114,9 @@ class Assignment(EmbeddedDocument):
     swap_request_id = ObjectIdField()
     activity_name = StringField()
     description = StringField()
+    # the A/B rotation (service/calendar.py): "A" or "B" runs in that week only, None every
+    # week; lessons of different weeks share a slot without booking each other
+    week = StringField(choices=("A", "B"))
     # the admin's lock (self-allocations are locked from the start, locked_by unset)
     locked_reason = StringField()
     locked_by = ObjectIdField()

@@ -142,10 +142,11 @@ class Assignments(SchoolService):
 
     # creating
 
-    def create(self, staff_id, period_id, day_of_week: int, classes: list[dict]) -> Assignment:
+    def create(self, staff_id, period_id, day_of_week: int, classes: list[dict],
+               week: str | None = None) -> Assignment:
         self.require_admin()
         staff = self.member(staff_id, "staff_id", roles={"staff"})
-        assignment = Assignment(id=ObjectId(), staff_id=staff.id,
+        assignment = Assignment(id=ObjectId(), staff_id=staff.id, week=week,
                                 classes=self._class_list(classes), assignment_type="regular",
                                 created_by=self.actor.user_id, updated_by=self.actor.user_id)
         created = self._book(assignment, period_id, day_of_week)
@@ -175,8 +176,8 @@ class Assignments(SchoolService):
 
         def add(slot):
             if not settings.allow_overlapping_assignments:
-                check_classes_free(slot, assignment.classes)
-            if staff_booked(slot, assignment.staff_id):
+                check_classes_free(slot, assignment.classes, week=assignment.week)
+            if staff_booked(slot, assignment.staff_id, week=assignment.week):
                 raise Conflict("This staff member already has an assignment in that slot.",
                                code="slot_taken",
                                details={"staff_id": str(assignment.staff_id),

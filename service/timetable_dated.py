@@ -18,8 +18,8 @@ from service.calendar import (
 from service.errors import ValidationFailed
 from service.timetable_absences import AbsenceBook, absences_between
 from service.timetable_cover import ACTION_STATUS, day_changes, week_marker
-from service.timetable_exports import TimetableViews
-from service.timetable_slots import assignments_of, slots
+from service.timetable_exports import OWN_STATUS, TimetableViews
+from service.timetable_slots import SLOT_FIELDS, assignments_of, slots
 
 MAX_DAYS = 62
 
@@ -40,6 +40,7 @@ class DatedTimetable(SchoolService):
                             if a.staff_id == staff_id])
         changes = day_changes(self.school_id, first, last)
         covered = self._covered_lessons(changes, staff_id)
+        own = self._own_lessons(staff_id)
         by_weekday = {d["day_of_week"]: d["slots"] for d in weekly["days"]}
         days = []
         for offset in range((last - first).days + 1):
@@ -47,7 +48,7 @@ class DatedTimetable(SchoolService):
             if day.weekday() not in by_weekday:
                 continue
             context = _DayOf(day, rotation_week(calendar, day), holidays.get(day), away,
-                             changes, covered, staff_id)
+                             changes, covered, own, staff_id)
             days.append({"date": day, "day_of_week": day.weekday(), "week": context.week,
                          "holiday": context.holiday,
                          "slots": [context.slot(s) for s in by_weekday[day.weekday()]]})
@@ -66,6 +67,19 @@ class DatedTimetable(SchoolService):
                                    {"to": [f"At most {MAX_DAYS} days after from."]})
         return start, end
 
+    def _own_lessons(self, staff_id) -> dict:
+        """(day, period_id) -> the staff member's lessons there: with the A/B rotation a
+        slot may hold one for each week (one round trip)."""
+        mine = {"$eq": ["$$a.staff_id", staff_id]}
+        found = slots().aggregate([
+            {"$match": {"school_id": self.school_id, "assignments.staff_id": staff_id}},
+            {"$project": {**SLOT_FIELDS, "assignments": {
+                "$filter": {"input": "$assignments", "as": "a", "cond": mine}}}}])
+        lessons = {}
+        for lesson in assignments_of(found):
+            lessons.setdefault((lesson.day_of_week, lesson.period_id), []).append(lesson)
+        return lessons
+
     def _covered_lessons(self, changes: dict, staff_id) -> dict:
         """The lessons the staff member covers in the range, by id (one round trip)."""
         ids = sorted({c.assignment_id for found in changes.values() for c in found
@@ -81,17 +95,22 @@ class DatedTimetable(SchoolService):
 class _DayOf:
     """One date of the grid: turns a weekly slot into its dated form."""
 
-    def __init__(self, day, week, holiday, away: AbsenceBook, changes, covered, staff_id):
+    def __init__(self, day, week, holiday, away: AbsenceBook, changes, covered, own,
+                 staff_id):
         self.day, self.week, self.holiday = day, week, holiday
         self.away, self.changes, self.covered = away, changes, covered
-        self.staff_id = staff_id
+        self.own, self.staff_id = own, staff_id
 
     def slot(self, weekly_slot: dict) -> dict:
         slot = dict(weekly_slot)
         lesson = slot["assignment"]
         if lesson is not None and not runs_in_week(week_marker(lesson), self.week):
-            slot.update(status="empty", assignment=None)
-            lesson = None
+            this_week = next((a for a in self.own.get((self.day.weekday(), slot["period_id"]),
+                                                      [])
+                              if runs_in_week(week_marker(a), self.week)), None)
+            slot.update(status=OWN_STATUS[this_week.assignment_type] if this_week else "empty",
+                        assignment=this_week)
+            lesson = this_week
         here = self.changes.get((self.day, slot["period_id"]), [])
         mine = lesson if lesson is not None and lesson.staff_id == self.staff_id else None
         own_change = next((c for c in here if mine and c.assignment_id == mine.id), None)

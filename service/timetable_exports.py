@@ -18,7 +18,7 @@ from service.csv_cells import neutralised_row
 from service.errors import Forbidden, NotFound
 from service.ids import object_id
 from service.timetable import DAY_NAMES, minutes_of, settings_for_reading
-from service.timetable_slots import SLOT_FIELDS, assignments_of, slots
+from service.timetable_slots import SLOT_FIELDS, assignments_of, clashes, slots
 
 OWN_STATUS = {"regular": "assigned", "self_allocated": "self_added",
               "peer_swap": "altered_received", "admin_override": "overridden"}
@@ -125,7 +125,7 @@ class TimetableViews(SchoolService):
         return [self._conflict(key, found, periods) for key, found in sorted(
             by_key.items(), key=lambda item: (item[0][0], periods[item[0][1]].period_number,
                                               item[0][2], item[0][3]))
-                if len({a.id for a in found}) > 1]
+                if clashes(found)]
 
     def double_bookings(self) -> list[dict]:
         """The conflicts the school's settings forbid: for an admin to resolve."""

@@ -103,9 +103,22 @@ def replaced(slot: TimetableSlot, assignment: Assignment, by=None, **fields) -> 
                             for a in slot.assignments])
 
 
-def staff_booked(slot: TimetableSlot, staff_id, besides=None) -> bool:
-    """True when the staff member holds an assignment in the slot (other than `besides`)."""
-    return any(a.staff_id == staff_id and a.id != besides for a in slot.assignments)
+def weeks_meet(week, other_week) -> bool:
+    """Two lessons of one slot run in a common week unless one is A-only, the other B-only."""
+    return week is None or other_week is None or week == other_week
+
+
+def clashes(assignments) -> bool:
+    """True when two of these assignments run in a common week."""
+    return any(a.id != b.id and weeks_meet(a.week, b.week)
+               for a in assignments for b in assignments)
+
+
+def staff_booked(slot: TimetableSlot, staff_id, besides=None, week=None) -> bool:
+    """True when the staff member holds an assignment in the slot (other than `besides`)
+    running in `week` (None: any week)."""
+    return any(a.staff_id == staff_id and a.id != besides and weeks_meet(a.week, week)
+               for a in slot.assignments)
 
 
 def staff_busy(school_id, assignment: Assignment, staff_id) -> bool:
@@ -116,10 +129,11 @@ def staff_busy(school_id, assignment: Assignment, staff_id) -> bool:
         "period_id": assignment.period_id, "assignments.staff_id": staff_id}))
 
 
-def check_classes_free(slot: TimetableSlot, classes, besides=None) -> None:
-    """409 `class_taken` / `room_taken` when another assignment of the slot books one of
-    these classes or rooms."""
-    held = {key: other for other in slot.assignments if other.id != besides
+def check_classes_free(slot: TimetableSlot, classes, besides=None, week=None) -> None:
+    """409 `class_taken` / `room_taken` when another assignment of the slot running in
+    `week` (None: any week) books one of these classes or rooms."""
+    held = {key: other for other in slot.assignments
+            if other.id != besides and weeks_meet(other.week, week)
             for key in booking_keys(other.classes)}
     for kind, key in sorted(booking_keys(classes)):
         if (kind, key) in held:

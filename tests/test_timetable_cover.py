@@ -344,3 +344,48 @@ def stored_lesson(staff, period_index) -> str:
     lessons = [a for slot in TimetableSlot.objects(__raw__={"assignments.staff_id": staff.id})
                for a in slot.placed() if a.staff_id == staff.id]
     return str(sorted(lessons, key=lambda a: a.created_at)[period_index].id)
+
+
+# the A/B week rotation
+
+def test_lessons_marked_for_week_a_or_b_run_in_their_week_only(school, world):
+    rotation = school.client.put(world.url("/calendar/settings"), json={
+        "week_rotation": True, "week_a_starts": "2026-09-07"}, headers=world.headers("admin"))
+    assert rotation.status_code == 200
+    period = school.periods[1]
+
+    def marked(week, class_id):
+        return school.client.post(world.url("/timetable/assignments"), json={
+            "staff_id": str(school.spare.id), "period_id": period["id"], "day_of_week": 0,
+            "week": week, "classes": [{"class_id": class_id, "subject": "Art",
+                                       "room_number": "Studio"}]},
+            headers=world.headers("admin"))
+
+    week_a, week_b = marked("A", "7-A"), marked("B", "7-B")
+    assert (week_a.status_code, week_b.status_code) == (201, 201)
+    assert (week_a.json["week"], week_b.json["week"]) == ("A", "B")
+    every_week = marked(None, "7-C")
+    assert every_week.status_code == 409  # the Studio and the teacher are taken both weeks
+    assert school.get("/timetable/conflicts")["items"] == []
+    in_a = dated_slot(school.dated_grid(school.spare, "2026-09-07"), "2026-09-07", period)
+    in_b = dated_slot(school.dated_grid(school.spare, MONDAY), MONDAY, period)
+    assert (in_a["assignment"]["id"], in_b["assignment"]["id"]) == \
+        (week_a.json["id"], week_b.json["id"])
+    assert school.dated_grid(school.spare, MONDAY)["days"][0]["week"] == "B"
+    school.absent(school.spare)
+    plan = school.plan()
+    assert (plan["week"], statuses(plan)) == ("B", [(week_b.json["id"], "uncovered")])
+    wrong_week = school.post("/timetable/cover", {"date": MONDAY, "action": "cancel",
+                                                  "assignment_id": week_a.json["id"]})
+    assert wrong_week.status_code == 422
+
+
+def test_a_weekly_booking_made_after_a_cover_shows_as_a_conflict_of_the_day(school):
+    school.absent(school.teacher)
+    assert school.cover(school.third, school.spare).status_code == 201
+    school.lesson(school.spare, 2, "12-Z", "R12")  # Monday period 3, every week
+    plan = school.plan()
+    assert plan["conflicts"] == [{"assignment_id": school.third["id"],
+                                  "period_id": school.periods[2]["id"],
+                                  "cover_staff_id": str(school.spare.id),
+                                  "reason": "cover_staff_teaching"}]
