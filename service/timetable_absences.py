@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
+from pymongo.errors import DuplicateKeyError
+
 from documents.base import utcnow
 from documents.timetable_cover import Absence, CoverSettings
 from service.aggregates import update_where
@@ -171,10 +173,13 @@ class Absences(SchoolService):
         """One `$set` upsert of the fields given: the fields hold no rule together."""
         self.require_admin()
         before = self.settings()
-        CoverSettings._get_collection().update_one(
-            {"school_id": self.school_id},
-            {"$set": {**changes, "updated_at": utcnow()},
-             "$setOnInsert": {"created_at": utcnow()}}, upsert=True)
+        update = {"$set": {**changes, "updated_at": utcnow()},
+                  "$setOnInsert": {"created_at": utcnow()}}
+        where = {"school_id": self.school_id}
+        try:
+            CoverSettings._get_collection().update_one(where, update, upsert=True)
+        except DuplicateKeyError:  # a parallel first write inserted it: update that one
+            CoverSettings._get_collection().update_one(where, update)
         self.audit("update_cover_settings", "timetable_cover_settings", self.school_id,
                    before={name: before[name] for name in changes}, after=changes)
         return self.settings()
