@@ -256,12 +256,20 @@ class StaffGridSchema(BaseSchema):
 
 
 class GridArgs(BaseSchema):
-    date = Date(metadata={"description": "Show the week holding this date (each day gets "
-                                         "its date)."})
+    date = Date(metadata={"description": "Show the week holding this date: its rotation "
+                                         "week, holidays and dated changes applied."})
 
 
 class GridLessonSchema(AssignmentSchema):
     staff_name = fields.String(allow_none=True)
+
+
+class KeyChangeSchema(BaseSchema):
+    assignment_id = Id()
+    action = fields.String(validate=validate.OneOf(("cover", "cancel", "room")))
+    cover_staff_id = Id(allow_none=True)
+    room = fields.String(allow_none=True)
+    notes = fields.String(allow_none=True)
 
 
 class KeySlotSchema(BaseSchema):
@@ -270,8 +278,11 @@ class KeySlotSchema(BaseSchema):
     period_name = fields.String()
     start_time = fields.String()
     end_time = fields.String()
-    status = fields.String(validate=validate.OneOf(("empty", "assigned")))
+    status = fields.String(validate=validate.OneOf(("empty", "assigned", "holiday")))
     locked = fields.Boolean(metadata={"description": "A lesson here is locked."})
+    changes = fields.List(fields.Nested(KeyChangeSchema), metadata={
+        "description": "With ?date=: that date's change of each lesson shown (covered, "
+                       "cancelled, moved to another room)."})
     assignment = fields.Nested(GridLessonSchema, allow_none=True,
                                metadata={"description": "The first of `assignments`."})
     assignments = fields.List(fields.Nested(GridLessonSchema), metadata={
@@ -281,7 +292,9 @@ class KeySlotSchema(BaseSchema):
 
 class KeyDaySchema(BaseSchema):
     day_of_week = fields.Integer()
-    date = Date(allow_none=True)
+    date = Date(allow_none=True, metadata={"description": "With ?date= only."})
+    week = fields.String(allow_none=True, metadata={"description": "The A/B rotation week."})
+    holiday = fields.String(allow_none=True, metadata={"description": "The holiday's name."})
     slots = fields.List(fields.Nested(KeySlotSchema))
 
 

@@ -289,7 +289,7 @@ class AlterationRequests(SchoolService):
             check_not_locked(assignment)
             if self._would_swap_back(assignment, acceptor.id):
                 raise self._swap_back()
-            if staff_booked(slot, acceptor.id):
+            if staff_booked(slot, acceptor.id, week=assignment.week):
                 raise self._acceptor_booked()
             return replaced(slot, assignment, by=acceptor.id, staff_id=acceptor.id,
                             original_staff_id=request.requester_id,

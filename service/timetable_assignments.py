@@ -227,7 +227,8 @@ class Assignments(SchoolService):
                 raise Conflict(f"Class {new_class.class_id!r} is already in this assignment.",
                                code="class_already_assigned")
             if not overlapping:
-                check_classes_free(slot, [new_class], besides=assignment.id)
+                check_classes_free(slot, [new_class], besides=assignment.id,
+                                   week=assignment.week)
             return replaced(slot, assignment, by=self.actor.user_id,
                             classes=list(assignment.classes) + [new_class])
 
@@ -301,7 +302,7 @@ class Assignments(SchoolService):
             if assignment.staff_id == new_staff.id:
                 raise ValidationFailed("new_staff_id already holds this assignment.",
                                        {"new_staff_id": ["Already holds this assignment."]})
-            if staff_booked(slot, new_staff.id):
+            if staff_booked(slot, new_staff.id, week=assignment.week):
                 raise Conflict("The new staff member already has an assignment in that slot.",
                                code="slot_taken", details={"staff_id": str(new_staff.id)})
             before[:] = [assignment.staff_id]

@@ -119,7 +119,7 @@ class LessonEdits(SchoolService):
             check_staff_may_edit(self.actor, lesson)
             classes = classes_of(lesson)
             if not overlapping:
-                check_classes_free(slot, classes, besides=lesson.id)
+                check_classes_free(slot, classes, besides=lesson.id, week=lesson.week)
             return replaced(slot, lesson, by=self.actor.user_id, classes=classes)
 
         return assignment_in(change_slot_of(self.school_id, assignment_id, edit), assignment_id)
@@ -142,8 +142,8 @@ class LessonEdits(SchoolService):
             if assignment_in(slot, copy.id) is not None:
                 raise self._changed()  # a parallel move of this lesson got there first
             if not overlapping:
-                check_classes_free(slot, copy.classes)
-            if staff_booked(slot, copy.staff_id):
+                check_classes_free(slot, copy.classes, week=copy.week)
+            if staff_booked(slot, copy.staff_id, week=copy.week):
                 raise Conflict("This staff member already has an assignment in that slot.",
                                code="slot_taken", details={"staff_id": str(copy.staff_id),
                                                            "day_of_week": day,

@@ -261,7 +261,7 @@ class ExchangeRequests(SchoolService):
             return "assignment_changed"
         if lesson.is_locked:
             return "locked"
-        if staff_booked(slot, receiver, besides=lesson.id):
+        if staff_booked(slot, receiver, besides=lesson.id, week=lesson.week):
             return "slot_taken"
         return None
 
