@@ -14,10 +14,12 @@ from documents.accounts import User
 from documents.base import utcnow
 from documents.timetable import Assignment, Period, booking_keys
 from service.base import SchoolService
+from service.calendar import calendar_for_reading
 from service.csv_cells import neutralised_row
 from service.errors import Forbidden, NotFound
 from service.ids import object_id
 from service.timetable import DAY_NAMES, minutes_of, settings_for_reading
+from service.timetable_dated_ical import add_dated_events, first_lesson_day
 from service.timetable_slots import SLOT_FIELDS, assignments_of, clashes, slots
 
 OWN_STATUS = {"regular": "assigned", "self_allocated": "self_added",
@@ -54,11 +56,13 @@ class TimetableViews(SchoolService):
                                            ).batch_size(BATCH))
 
     def _assignments_of(self, staff_id) -> list[Assignment]:
-        """The staff member's own assignments (one per slot: $elemMatch keeps only it)."""
-        return assignments_of(slots().find(
-            {"school_id": self.school_id, "assignments.staff_id": staff_id},
-            {**SLOT_FIELDS, "assignments": {"$elemMatch": {"staff_id": staff_id}}}
-        ).batch_size(BATCH))
+        """The staff member's own assignments (a slot may hold two of them: weeks A and B)."""
+        mine = {"$eq": ["$$a.staff_id", staff_id]}
+        return assignments_of(slots().aggregate([
+            {"$match": {"school_id": self.school_id, "assignments.staff_id": staff_id}},
+            {"$project": {**SLOT_FIELDS, "assignments": {
+                "$filter": {"input": "$assignments", "as": "a", "cond": mine}}}},
+        ], batchSize=BATCH))
 
     # the week grid
 
@@ -204,16 +208,21 @@ class TimetableViews(SchoolService):
         calendar.add("calscale", "GREGORIAN")
         calendar.add("x-wr-calname", f"Timetable of {staff.name}")
         stamp = utcnow()
-        for assignment in self._assignments_of(staff.id):
+        school_calendar = calendar_for_reading(self.school_id)
+        own = self._assignments_of(staff.id)
+        for assignment in own:
             period = periods.get(assignment.period_id)
             if period is not None:
-                calendar.add_component(self._event(assignment, period, stamp))
+                calendar.add_component(self._event(assignment, period, stamp, school_calendar))
+        # the timetable by date: cancellations, covers and room moves (see that module)
+        add_dated_events(calendar, self.school_id, staff.id, own, periods, school_calendar,
+                         stamp)
         return calendar.to_ical()
 
     @staticmethod
-    def _event(assignment: Assignment, period: Period, stamp: datetime) -> Event:
-        created = assignment.created_at.date()
-        first_day = created + timedelta(days=(assignment.day_of_week - created.weekday()) % 7)
+    def _event(assignment: Assignment, period: Period, stamp: datetime,
+               school_calendar) -> Event:
+        first_day, interval = first_lesson_day(assignment, school_calendar)
         start = datetime.combine(first_day, datetime.min.time()) + timedelta(
             minutes=minutes_of(period.start_time))
         event = Event()
@@ -221,7 +230,8 @@ class TimetableViews(SchoolService):
         event.add("dtstamp", stamp.replace(tzinfo=UTC))
         event.add("dtstart", start)
         event.add("dtend", start + timedelta(minutes=period.duration_minutes))
-        event.add("rrule", {"freq": "weekly", "byday": [ICAL_DAYS[assignment.day_of_week]]})
+        event.add("rrule", {"freq": "weekly", "byday": [ICAL_DAYS[assignment.day_of_week]],
+                            **({"interval": interval} if interval > 1 else {})})
         classes = [f"{c.subject} ({c.class_id})" for c in assignment.classes]
         event.add("summary", assignment.activity_name or ", ".join(classes)
                   or period.period_name)

@@ -4,8 +4,10 @@ room moves for one date, the dated grid, notifications and audit."""
 from __future__ import annotations
 
 import re
+from datetime import date, datetime, time, timedelta
 
 import pytest
+from icalendar import Calendar
 
 from documents.audit import AuditEvent
 from documents.timetable import TimetableSlot
@@ -163,9 +165,6 @@ def test_a_pending_absence_leaves_the_lessons_as_usual_until_confirmed(school):
 def test_a_cover_changes_that_date_only_and_the_weekly_pattern_stays(school, world):
     school.absent(school.teacher)
     weekly_before = school.get(f"/timetable/staff/{school.teacher.id}", "staff")
-    ics_before = school.client.get(
-        world.url(f"/timetable/staff/{school.teacher.id}/calendar.ics"),
-        headers=world.headers("admin")).data
     covered = school.cover(school.third, school.spare, notes="Worksheet on the desk")
     assert covered.status_code == 201, covered.json
     assert (covered.json["status"], covered.json["cover_staff_id"]) == \
@@ -190,19 +189,50 @@ def test_a_cover_changes_that_date_only_and_the_weekly_pattern_stays(school, wor
     assert covering["change"]["assignment_id"] == school.third["id"]
     assert covering["change"]["classes"][0]["class_id"] == "10-A"
     assert covering["status"] == "empty"
-    # the weekly pattern, the lesson itself and the iCal feed are unchanged
+    # the weekly pattern and the lesson itself are unchanged
     assert school.get(f"/timetable/staff/{school.teacher.id}", "staff") == weekly_before
     lesson = school.get(f"/timetable/assignments/{school.third['id']}")
     assert (lesson["assignment_type"], lesson["version"], lesson["staff_id"]) == \
         ("regular", 0, str(school.teacher.id))
-    ics_after = school.client.get(
-        world.url(f"/timetable/staff/{school.teacher.id}/calendar.ics"),
-        headers=world.headers("admin")).data
-    assert without_stamps(ics_after) == without_stamps(ics_before)
 
 
-def without_stamps(ics: bytes) -> bytes:
-    return re.sub(rb"DTSTAMP:[0-9TZ]+", b"", ics)
+def ical_events(school, staff) -> list:
+    response = school.client.get(school.world.url(f"/timetable/staff/{staff.id}/calendar.ics"),
+                                 headers=school.world.headers("admin"))
+    assert response.status_code == 200
+    return [e for e in Calendar.from_ical(response.data).walk("VEVENT")]
+
+
+def weekly_events(events) -> list[bytes]:
+    """The recurring events as text, without their creation stamp."""
+    return sorted(re.sub(rb"DTSTAMP:[0-9TZ]+\r\n", b"", e.to_ical()) for e in events
+                  if "RECURRENCE-ID" not in e and "RRULE" in e)
+
+
+def test_the_ical_feeds_show_a_dates_changes_beside_the_unchanged_weekly_events(school):
+    today = date.today()
+    monday = today + timedelta(days=7 - today.weekday())  # after every lesson's first week
+    school.absent(school.teacher, start=monday.isoformat(), end=monday.isoformat())
+    before = weekly_events(ical_events(school, school.teacher))
+    assert len(before) == 2
+    assert school.cover(school.third, school.spare, date=monday.isoformat()).status_code == 201
+    moved = school.post("/timetable/cover", {"date": monday.isoformat(), "action": "room",
+                                             "room": "Hall",
+                                             "assignment_id": school.others_third["id"]})
+    assert moved.status_code == 201
+    events = ical_events(school, school.teacher)
+    assert weekly_events(events) == before
+    (override,) = [e for e in events if "RECURRENCE-ID" in e]
+    third = datetime.combine(monday, time(9, 40))
+    assert str(override["UID"]) == f"{school.third['id']}@rota"
+    assert override.decoded("RECURRENCE-ID") == third
+    assert str(override["STATUS"]) == "CANCELLED"
+    (cover,) = [e for e in ical_events(school, school.spare) if "RRULE" not in e]
+    assert cover.decoded("DTSTART") == third
+    assert str(cover["SUMMARY"]) == "Cover: Maths (10-A)"
+    (room,) = [e for e in ical_events(school, school.other) if "RECURRENCE-ID" in e]
+    assert (str(room["LOCATION"]), room.decoded("RECURRENCE-ID")) == ("Hall", third)
+    assert "STATUS" not in room
 
 
 def test_both_teachers_are_told_naming_the_period_and_every_change_is_audited(school):
@@ -379,6 +409,14 @@ def test_lessons_marked_for_week_a_or_b_run_in_their_week_only(school, world):
     wrong_week = school.post("/timetable/cover", {"date": MONDAY, "action": "cancel",
                                                   "assignment_id": week_a.json["id"]})
     assert wrong_week.status_code == 422
+    # in the iCal feed each recurs every second week, from a Monday of its own week
+    feed = {str(e["UID"]): e for e in ical_events(school, school.spare)}
+    anchor = date(2026, 9, 7)
+    for lesson, parity in ((week_a.json, 0), (week_b.json, 1)):
+        event = feed[f"{lesson['id']}@rota"]
+        assert event["RRULE"]["INTERVAL"] == [2]
+        first = event.decoded("DTSTART").date()
+        assert first.weekday() == 0 and ((first - anchor).days // 7) % 2 == parity
 
 
 def test_a_weekly_booking_made_after_a_cover_shows_as_a_conflict_of_the_day(school):
