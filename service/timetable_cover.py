@@ -228,13 +228,12 @@ class Cover(SchoolService):
         lesson has a change that day, `holiday` on a holiday."""
         self.require_admin()
         lesson = self._lesson(assignment_id)
-        period = self._check_date(lesson, date)
+        period, week = self._check_date(lesson, date)
         cover_staff = self._cover_staff(lesson, date, action, cover_staff_id)
         room = self._room(action, room)
         dated = DatedChange(assignment_id=lesson.id, staff_id=lesson.staff_id, action=action,
                             cover_staff_id=cover_staff.id if cover_staff else None,
                             room=room, notes=notes, created_by=self.actor.user_id)
-        week = rotation_week(calendar_for_reading(self.school_id), date)
         self._write(lesson, date, dated, week)
         entry = self._entry(lesson, date, dated)
         self.audit(f"dated_{action}", "timetable_lesson", lesson.id,
@@ -249,7 +248,8 @@ class Cover(SchoolService):
                                    {"assignment_id": ["No such lesson."]})
         return lesson
 
-    def _check_date(self, lesson: Assignment, day: date) -> Period:
+    def _check_date(self, lesson: Assignment, day: date) -> tuple[Period, str | None]:
+        """The lesson's period and the rotation week of `day`, when the lesson runs then."""
         settings = settings_for_reading(self.school_id)
         if day.weekday() != lesson.day_of_week:
             raise ValidationFailed(
@@ -268,7 +268,7 @@ class Cover(SchoolService):
         if period is None:
             raise ValidationFailed("The lesson's period is no longer active.",
                                    {"assignment_id": ["Its period was deleted."]})
-        return period
+        return period, week
 
     def _cover_staff(self, lesson: Assignment, day: date, action: str, cover_staff_id):
         if action != "cover":
@@ -372,8 +372,8 @@ class Cover(SchoolService):
         self.audit(f"undo_dated_{removed.action}", "timetable_lesson", lesson.id,
                    before={"date": date, **_change_summary(removed)})
         if removed.cover_staff_id:
-            period = settings_for_reading(self.school_id)
-            label = next((period_label(p) for p in period.periods
+            settings = settings_for_reading(self.school_id)
+            label = next((period_label(p) for p in settings.periods
                           if p.id == lesson.period_id), "a period")
             self.notify(removed.cover_staff_id, "timetable_cover",
                         f"You no longer cover {label} on {date}.",
