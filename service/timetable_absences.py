@@ -12,6 +12,8 @@ from datetime import date
 
 from pymongo.errors import DuplicateKeyError
 
+from documents.accounts import User
+from documents.audit import Notification
 from documents.base import utcnow
 from documents.timetable_cover import Absence, CoverSettings
 from service.aggregates import update_where
@@ -19,6 +21,7 @@ from service.base import SchoolService
 from service.calendar import as_date, as_datetime, check_range
 from service.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from service.ids import field_object_id, object_id
+from service.notifications import notify_many
 from service.pagination import Page, paginate
 from service.timetable import settings_for_reading
 
@@ -88,7 +91,23 @@ class Absences(SchoolService):
             self.notify(absence.staff_id, "timetable_absence",
                         f"An absence was recorded for you from {start_date} to {end_date}.",
                         {"absence_id": str(absence.id)})
+        if not confirmed:
+            self._ask_admins(absence)
         return absence
+
+    def _ask_admins(self, absence: Absence) -> None:
+        """The school's admins hear of a self-reported absence awaiting them (one read, one
+        write)."""
+        reporter = User.objects.for_school(self.school_id).filter(id=absence.staff_id).only(
+            "name").first()
+        admins = User.objects.for_school(self.school_id).filter(
+            role="school_admin", is_active=True).scalar("id")
+        message = (f"{reporter.name if reporter else 'A staff member'} reported an absence "
+                   f"from {as_date(absence.start_date)} to {as_date(absence.end_date)}: "
+                   f"{absence.reason}. Confirm it to plan the cover.")
+        notify_many([Notification(user_id=admin, school_id=self.school_id,
+                                  kind="timetable_absence", message=message,
+                                  data={"absence_id": str(absence.id)}) for admin in admins])
 
     def _absentee(self, staff_id):
         """Admins record anyone's absence; staff only their own."""

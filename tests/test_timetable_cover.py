@@ -100,6 +100,9 @@ def test_admins_record_absences_confirmed_and_staff_report_their_own_pending(sch
     again = school.post(f"/timetable/absences/{own['id']}/confirm", {})
     assert again.status_code == 409 and again.json["error"]["code"] == "not_pending"
     assert any("confirmed" in m for m in notifications_of(school.other, "absence"))
+    assert notifications_of(world.admin, "absence") == [
+        f"{school.other.name} reported an absence from 2026-09-14 to 2026-09-14: Ill. "
+        f"Confirm it to plan the cover."]
     everyone = school.get(f"/timetable/absences?date={MONDAY}")
     assert {a["id"] for a in everyone["items"]} == {by_admin["id"], own["id"]}
     mine = school.get(f"/timetable/absences?date={MONDAY}", "staff2")
