@@ -468,3 +468,22 @@ def test_the_plan_without_a_date_is_today_where_the_school_is(school, world):
                         headers=world.headers("admin"))
     plan = school.get("/timetable/cover")
     assert plan["date"] == datetime.now(ZoneInfo(zone)).date().isoformat()
+
+
+def test_the_dated_grid_of_a_range_of_days(school, world):
+    school.absent(school.teacher, start=NEXT_MONDAY, end=NEXT_MONDAY)
+    school.post("/holidays", {"date": TUESDAY, "name": "Fair"})
+    grid = school.get(f"/timetable/staff/{school.teacher.id}?from={TUESDAY}&to={NEXT_MONDAY}")
+    assert [d["date"] for d in grid["days"]] == [
+        "2026-09-15", "2026-09-16", "2026-09-17", "2026-09-18", "2026-09-21"]
+    assert grid["days"][0]["holiday"] == "Fair"
+    assert {s["dated_status"] for s in grid["days"][0]["slots"]} == {"holiday"}
+    assert dated_slot(grid, NEXT_MONDAY, school.periods[0])["dated_status"] == "absent"
+    url = f"/timetable/staff/{school.teacher.id}"
+    headers = world.headers("admin")
+    for query in (f"?from={TUESDAY}", f"?from={NEXT_MONDAY}&to={TUESDAY}",
+                  "?from=2026-09-01&to=2026-12-01"):
+        refused = school.client.get(world.url(url + query), headers=headers)
+        assert refused.status_code == 422, query
+    assert school.client.get(world.url(f"{url}?date={MONDAY}"),
+                             headers=world.headers("staff2")).status_code == 403
