@@ -57,9 +57,9 @@ def class_and_room_double_bookings(db: Database) -> list[str]:
 
 def program_weeks(db: Database):
     """Every week document of the weekly groups, with its groups and their members."""
-    return db.weekly_program_weeks.find({}, {"program_id": 1, "week_number": 1,
-                                             "groups.group_id": 1, "groups.max_size": 1,
-                                             "groups.members.student_id": 1})
+    return db.weekly_program_weeks.find(every_school(db), {
+        "program_id": 1, "week_number": 1, "groups.group_id": 1, "groups.max_size": 1,
+        "groups.members.student_id": 1})
 
 
 def groups_over_capacity(db: Database) -> list[str]:

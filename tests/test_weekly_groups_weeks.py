@@ -109,3 +109,24 @@ def test_history_round_trips_do_not_grow(client, world, roundtrips, weeks):
         response = client.get(url, headers=world.headers("staff"))
     assert response.status_code == 200 and len(response.json["weeks"]) == weeks
     assert len(commands) <= 4 + REQUEST_OVERHEAD, commands
+
+
+def test_the_invariant_checker_names_an_overfilled_group_and_a_student_in_two(world):
+    from mongoengine.connection import get_db
+
+    from scripts.invariants import groups_over_capacity, students_in_two_groups
+
+    program = new_program(world)
+    small, other = new_group(world, program, "Small", max_size=1), new_group(world, program, "B")
+    kids = new_students(world, program, 2)
+    movers(world).move_students(program.id, 1, [kids[0]["id"]], small.id)
+    assert groups_over_capacity(get_db()) == students_in_two_groups(get_db()) == []
+    member = {"student_id": kids[1]["id"], "joined_at": stored_week(program)["updated_at"]}
+    ProgramWeek._get_collection().update_one(  # what no request can write
+        {"program_id": program.id, "week_number": 1},
+        {"$push": {"groups.0.members": member, "groups.1.members": member}})
+    assert groups_over_capacity(get_db()) == [
+        f"group {small.id} week 1 has 2 members, max 1"]
+    assert students_in_two_groups(get_db()) == [
+        f"student {kids[1]['id']} is in 2 groups in week 1 of program {program.id}"]
+    assert other.id == stored_week(program)["groups"][1]["group_id"]
