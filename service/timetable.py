@@ -175,9 +175,11 @@ class TimetableSetup(SchoolService):
     def delete_period(self, period_id, cascade: bool = False) -> None:
         """Soft delete, never leaving lessons behind in a period no grid shows: 409
         `period_in_use` while it has lessons, or with `cascade` those lessons end (each
-        audited). The period and its slots are two aggregates: the period goes first (no
-        new booking accepts it from then on), then its lessons are checked again; one
-        booked in between puts the period back (409) or, with cascade, ends too."""
+        audited). The period and its slots are two aggregates: the period goes first, then
+        its lessons are read again; a booking adds its lesson first, then reads the period
+        (timetable_assignments.check_period_kept). So one of two racing writers always sees
+        the other: a lesson booked in between puts the period back (409) or, with cascade,
+        ends too; a booking that sees the period gone takes its lesson back."""
         self.require_admin()
         wanted = object_id(period_id, "period")
         if not cascade:

@@ -83,6 +83,20 @@ def check_not_locked(assignment: Assignment) -> None:
                         details={"locked_reason": assignment.locked_reason})
 
 
+def check_period_kept(school_id, day: int, period_id, take_back) -> None:
+    """The booking's half of the handshake with deleting a period (TimetableSetup.
+    delete_period): each writes first, then reads what the other writes. A booking reads the
+    period after adding its lesson; when the period was deleted meanwhile it takes the lesson
+    back (`take_back(slot)`, a plan for its slot) and answers 409 `period_deleted`, so no
+    lesson is left in a deleted period."""
+    if any(p.id == period_id and p.is_active
+           for p in settings_for_reading(school_id).periods):
+        return
+    change_slot(school_id, day, period_id, take_back)
+    raise Conflict("The period was deleted while this was being booked.",
+                   code="period_deleted", details={"period_id": str(period_id)})
+
+
 def check_taught_has_classes(assignment: Assignment, classes) -> None:
     """A taught lesson keeps at least one class; a self-allocated activity may have none."""
     if not classes and not is_self_allocation(assignment):
@@ -185,6 +199,8 @@ class Assignments(SchoolService):
             return {"$push": {"assignments": assignment.to_mongo()}}
 
         slot = change_slot(self.school_id, day, period, add)
+        check_period_kept(self.school_id, day, period, lambda slot: set_assignments(
+            [a for a in slot.assignments if a.id != assignment.id]))
         return assignment_in(slot, assignment.id)
 
     @staticmethod

@@ -32,6 +32,7 @@ from service.timetable import settings_for_reading
 from service.timetable_assignments import (
     Assignments,
     assignment_summary,
+    check_period_kept,
     check_staff_may_edit,
 )
 from service.timetable_slots import (
@@ -157,6 +158,8 @@ class LessonEdits(SchoolService):
             return set_assignments([a for a in slot.assignments if a.id != copy.id])
 
         moved = assignment_in(change_slot(self.school_id, day, period, add), copy.id)
+        check_period_kept(self.school_id, day, period,
+                          lambda slot: remove_copy_plan(slot, copy.id, copy.move_id))
         try:
             change_slot(self.school_id, current.day_of_week, current.period_id,
                         remove_original)

@@ -8,7 +8,8 @@ import re
 
 import pytest
 
-from documents.timetable import AlterationRequest
+from documents.timetable import AlterationRequest, TimetableSlot
+from tests.helpers import parallel
 from tests.test_timetable import (
     MONDAY,
     assign,
@@ -179,3 +180,42 @@ def test_department_permissions_only_for_real_departments(client, world, periods
     names = [p["department"] for p in client.get(
         world.url("/timetable/department-permissions"), headers=admin).json["items"]]
     assert "Mathmatics" not in names and names.count("Mathematics") == 1
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("cascade", [False, True])
+def test_deleting_a_period_racing_bookings_never_orphans_a_lesson(live, cascade):
+    """One delete of a period and nine bookings into it at once: whichever wins, no lesson
+    is left in a deleted period, and every booking answered 201 is kept unless the delete
+    ended it (cascade)."""
+    import requests
+
+    world = live.world
+    admin = world.headers("admin")
+    base = live.url(world.url(""))
+    period = requests.post(f"{base}/timetable/periods", headers=admin, timeout=30, json={
+        "period_number": 1, "period_name": "P1", "start_time": "08:00",
+        "end_time": "08:45"}).json()
+    staff = [world.add_user(world.school, "staff", department="Science") for _ in range(9)]
+
+    def call(i):
+        if i == 0:
+            return requests.delete(f"{base}/timetable/periods/{period['id']}"
+                                   + ("?cascade=true" if cascade else ""),
+                                   headers=admin, timeout=30)
+        return requests.post(f"{base}/timetable/assignments", headers=admin, timeout=30, json={
+            "staff_id": str(staff[i - 1].id), "period_id": period["id"], "day_of_week": 0,
+            "classes": [{"class_id": f"C{i}", "subject": "S"}]})
+
+    responses = parallel(10, call)
+
+    deleted = responses[0].status_code == 204
+    assert responses[0].status_code in {204, 409}
+    assert {r.status_code for r in responses[1:]} <= {201, 409, 422}
+    stored = {str(a.id) for s in TimetableSlot.objects(school_id=world.school.id)
+              for a in s.assignments}
+    booked = {r.json()["id"] for r in responses[1:] if r.status_code == 201}
+    if deleted:
+        assert stored == set()
+    else:
+        assert stored == booked and booked
