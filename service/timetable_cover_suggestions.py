@@ -15,7 +15,6 @@ from service.calendar import (
     monday_of,
     school_today,
     term_of,
-    term_summary,
 )
 from service.errors import NotFound, ValidationFailed
 from service.ids import field_object_id, object_id
@@ -83,7 +82,7 @@ class CoverSuggestions(SchoolService):
             for u in staff if u.id not in taken]
         items = [vars(s) for s in rank(candidates, limits)]
         return {"date": date, "assignment_id": lesson.id, "period_id": lesson.period_id,
-                "term": term_summary(term) if term else None, "items": items,
+                "term": term, "items": items,
                 "total": len(items)}
 
     @staticmethod
@@ -148,7 +147,7 @@ class CoverSuggestions(SchoolService):
         items = [{"staff_id": u.id, "name": u.name, "department": u.department,
                   "covers": counts.get(u.id, 0)} for u in active_staff(self.school_id)]
         items.sort(key=lambda item: (-item["covers"], item["name"], str(item["staff_id"])))
-        return {"term": term_summary(term), "items": items, "total": len(items)}
+        return {"term": term, "items": items, "total": len(items)}
 
 
 def as_date_pair(term) -> tuple[date, date]:
