@@ -234,18 +234,21 @@ class SlotSchema(BaseSchema):
     locked = fields.Boolean(metadata={"description": "The lesson here is locked."})
     assignment = fields.Nested(AssignmentSchema, allow_none=True)
     dated_status = fields.String(validate=validate.OneOf(DATED_STATUSES), metadata={
+        "optional": True,
         "description": "Dated grids only: what happens on that date (covered: someone covers "
                        "your lesson; covering: you cover `change`; absent: yours, uncovered)."})
     change = fields.Nested(DatedChangeSchema, allow_none=True, metadata={
+        "optional": True,
         "description": "Dated grids only: the date's change shown by dated_status."})
 
 
 class DaySchema(BaseSchema):
     day_of_week = fields.Integer()
-    date = Date(metadata={"description": "Dated grids only."})
-    week = fields.String(allow_none=True, metadata={"description": "Dated grids: A or B when "
-                                                                   "the school rotates."})
-    holiday = fields.String(allow_none=True, metadata={"description": "Dated grids only."})
+    date = Date(metadata={"optional": True, "description": "Dated grids only."})
+    week = fields.String(allow_none=True, metadata={
+        "optional": True, "description": "Dated grids: A or B when the school rotates."})
+    holiday = fields.String(allow_none=True, metadata={"optional": True,
+                                                       "description": "Dated grids only."})
     slots = fields.List(fields.Nested(SlotSchema))
 
 
@@ -368,7 +371,8 @@ class AlterationRequestSchema(BaseSchema):
     responded_at = Timestamp(allow_none=True)
     response_reason = fields.String(allow_none=True)
     failure_code = fields.String(allow_none=True, metadata={
-        "description": "Why a request failed: assignment_changed, slot_taken or interrupted."})
+        "description": "Why a request failed: assignment_changed, slot_taken, locked or "
+                       "interrupted."})
     created_at = Timestamp()
     updated_at = Timestamp()
 
@@ -734,7 +738,10 @@ def cancel_exchange_request(ctx, body, request_id):
 @school_route(module=MODULE, roles=STAFF_ROLES)
 def create_alteration_request(ctx, body):
     """Ask a colleague or a department to take one of your assignments. 403
-    `department_locked`; 409 `not_your_assignment`, `request_pending`, `circular_swap`."""
+    `department_locked`, `locked` (a locked lesson or a self-allocation); 409
+    `not_your_assignment`, `request_pending`, `circular_swap`, `slot_taken` (the colleague
+    teaches in that slot); 422 when the department has no other active member (department
+    names match case and surrounding spaces aside; the request keeps its real spelling)."""
     return AlterationRequests(ctx).create(**body)
 
 
@@ -781,7 +788,9 @@ def accept_alteration_request(ctx, body, request_id):
 @blp.response(200, AlterationRequestSchema)
 @school_route(module=MODULE, roles=STAFF_ROLES)
 def reject_alteration_request(ctx, body, request_id):
-    """Decline with an optional reason; the requester is notified."""
+    """Decline with an optional reason; the requester is notified. A member declining a
+    department request closes it for themselves only (it stays `pending`, `declined_by`
+    names them); it is `rejected` once every member has declined."""
     return AlterationRequests(ctx).reject(request_id, body.get("reason"))
 
 
@@ -790,7 +799,8 @@ def reject_alteration_request(ctx, body, request_id):
 @blp.response(200, AlterationRequestSchema)
 @school_route(module=MODULE, roles=STAFF_ROLES)
 def cancel_alteration_request(ctx, body, request_id):
-    """The requester withdraws a pending request."""
+    """The requester withdraws a pending request; its target (or every member of the target
+    department) is notified."""
     return AlterationRequests(ctx).cancel(request_id, body.get("reason"))
 
 

@@ -31,6 +31,7 @@ from documents.audit import AuditEvent, Notification
 from documents.base import utcnow
 from documents.connection import insert_unique
 from documents.timetable import Assignment, ExchangeRequest
+from service import webhooks
 from service.aggregates import update_where
 from service.audit import audit_event
 from service.base import SchoolService
@@ -105,6 +106,9 @@ class ExchangeRequests(SchoolService):
                     f"for yours on {lesson_label(self.school_id, theirs)}: {reason}",
                     {"request_id": str(request.id)})
         self.audit("create", KIND, request.id, after=exchange_summary(request))
+        webhooks.emit(self.ctx, "swap.requested", {"request_id": request.id,
+                                                   "kind": "exchange",
+                                                   **exchange_summary(request)})
         return request
 
     def _lesson(self, assignment_id, what: str) -> Assignment:
@@ -177,6 +181,10 @@ class ExchangeRequests(SchoolService):
         self._conclude(request, failure)
         if failure:
             raise self._failure(failure)
+        webhooks.emit(self.ctx, "swap.accepted", {
+            "request_id": request.id, "kind": "exchange", "accepted_by": self.actor.user_id,
+            "assignment_id": request.assignment_id,
+            "target_assignment_id": request.target_assignment_id})
         return request.reload()
 
     def reject(self, request_id, reason: str | None = None) -> ExchangeRequest:
@@ -190,6 +198,8 @@ class ExchangeRequests(SchoolService):
                     + (f": {reason}" if reason else "."), {"request_id": str(request.id)})
         self.audit("reject", KIND, request.id, before={"status": "pending"},
                    after={"status": "rejected", "response_reason": reason})
+        webhooks.emit(self.ctx, "swap.rejected", {"request_id": request.id, "kind": "exchange",
+                                                  "rejected_by": self.actor.user_id})
         return request.reload()
 
     def cancel(self, request_id, reason: str | None = None) -> ExchangeRequest:
@@ -202,6 +212,8 @@ class ExchangeRequests(SchoolService):
                     "cancelled.", {"request_id": str(request.id)})
         self.audit("cancel", KIND, request.id, before={"status": "pending"},
                    after={"status": "cancelled"})
+        webhooks.emit(self.ctx, "swap.cancelled", {"request_id": request.id,
+                                                   "kind": "exchange"})
         return request.reload()
 
     def _check_target(self, request: ExchangeRequest) -> None:

@@ -148,6 +148,26 @@ def test_reject_and_cancel(client, world, lessons):
     assert any("cancelled" in m for m in notifications_of(world.staff2, "exchange"))
 
 
+def test_exchanges_reach_webhooks_as_swaps_of_kind_exchange(client, world, lessons):
+    from tests.test_webhooks_events import queued
+
+    assert client.post(world.url("/webhooks"), headers=world.headers("admin"), json={
+        "url": "http://127.0.0.1:9/none", "events": ["swap.requested", "swap.accepted",
+                                                     "swap.rejected"]}).status_code == 201
+    mine, theirs = lessons
+    declined = offer(client, world, mine, theirs).json
+    answer(client, world, declined["id"], "reject", "staff2")
+    taken = offer(client, world, mine, theirs).json
+    answer(client, world, taken["id"], "accept", "staff2")
+    assert [(p["request_id"], p["kind"]) for p in queued(world, "swap.requested")] == \
+        [(declined["id"], "exchange"), (taken["id"], "exchange")]
+    assert queued(world, "swap.rejected") == [{"request_id": declined["id"], "kind": "exchange",
+                                               "rejected_by": str(world.staff2.id)}]
+    assert queued(world, "swap.accepted") == [{
+        "request_id": taken["id"], "kind": "exchange", "accepted_by": str(world.staff2.id),
+        "assignment_id": mine["id"], "target_assignment_id": theirs["id"]}]
+
+
 # crashes between the writes
 
 def interrupted(world, request_id, steps: int):
