@@ -15,8 +15,10 @@ timetable_slots          one per (school_id, day_of_week, period_id), unique: th
                          slot". Its `assignments` list embeds every assignment of the slot
                          (id, staff_id, classes[class_id, subject, room_number, student_count],
                          assignment_type, is_locked, original_staff_id, override_notes,
-                         swap_request_id, activity_name, description, version, created_at,
-                         updated_at). Creating, changing classes, deleting, overriding and
+                         swap_request_id, activity_name, description, week, the admin's
+                         lock (locked_reason, locked_by, locked_at), created_by, updated_by,
+                         move_id, exchange_request_id, exchange_refused_id, version,
+                         created_at, updated_at). Creating, changing classes, deleting, overriding and
                          swapping an assignment are each ONE compare-and-set of the slot on its
                          `version`: the plan sees every other assignment of the slot, so the
                          check and the write cannot be separated. An assignment's own `version`

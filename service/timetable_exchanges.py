@@ -261,8 +261,7 @@ class ExchangeRequests(SchoolService):
         if (request.day_of_week, request.period_id) == (request.target_day_of_week,
                                                         request.target_period_id):
             return self._exchange_in_one_slot(request)
-        first = self._hand_over_first(request)
-        failure = self._decide_second(request, first)
+        failure = self._decide_second(request, self._hand_over_first(request))
         if failure:
             self._put_first_back(request)
         return failure
@@ -315,28 +314,28 @@ class ExchangeRequests(SchoolService):
             return "assignment_changed"
         return "locked" if mine.is_locked or theirs.is_locked else None
 
-    def _hand_over_first(self, request) -> bool:
-        """Step 2: True when X is (now) handed over for this exchange."""
-        done = []
+    def _hand_over_first(self, request) -> str | None:
+        """Step 2: None when X is (now) handed over for this exchange, else why not."""
+        refusal = []
 
         def hand_over(slot, lesson):
             if lesson.exchange_request_id == request.id:
-                done[:] = [True]
+                refusal[:] = [None]
                 return None
-            if lesson.exchange_refused_id == request.id or self._refusal(
-                    request, lesson, request.requester_id, request.target_staff_id, slot):
-                done[:] = [False]
+            refusal[:] = ["assignment_changed" if lesson.exchange_refused_id == request.id
+                          else self._refusal(request, lesson, request.requester_id,
+                                             request.target_staff_id, slot)]
+            if refusal[0]:
                 return None
-            done[:] = [True]
             return self._handed(lesson, request, request.target_staff_id, slot)
 
         try:
             change_slot_of(self.school_id, request.assignment_id, hand_over)
         except NotFound:
-            return False
-        return done[0]
+            return "assignment_changed"
+        return refusal[0]
 
-    def _decide_second(self, request, first_handed: bool) -> str | None:
+    def _decide_second(self, request, first_refusal: str | None) -> str | None:
         """Step 3, the decision: Y handed over (None) or refused for good (why)."""
         decided = []
 
@@ -347,7 +346,7 @@ class ExchangeRequests(SchoolService):
             if lesson.exchange_refused_id == request.id:
                 decided[:] = ["assignment_changed"]  # decided before, by another caller
                 return None
-            failure = "assignment_changed" if not first_handed else self._refusal(
+            failure = first_refusal or self._refusal(
                 request, lesson, request.target_staff_id, request.requester_id, slot)
             decided[:] = [failure]
             if failure:

@@ -135,6 +135,16 @@ def test_an_exchange_refused_in_the_second_slot_puts_the_first_back(client, worl
     assert any("could not be made" in m for m in notifications_of(world.staff, "exchange"))
 
 
+def test_a_lesson_locked_after_the_offer_fails_the_exchange(client, world, lessons):
+    mine, theirs = lessons
+    created = offer(client, world, mine, theirs).json
+    client.post(world.url(f"/timetable/assignments/{mine['id']}/lock"),
+                json={"reason": "Inspection"}, headers=world.headers("admin"))
+    assert error(answer(client, world, created["id"], "accept", "staff2")) == (403, "locked")
+    assert holders(mine, theirs) == (world.staff.id, world.staff2.id)
+    assert ExchangeRequest.objects.get(id=created["id"]).failure_code == "locked"
+
+
 def test_reject_and_cancel(client, world, lessons):
     mine, theirs = lessons
     first = offer(client, world, mine, theirs).json
@@ -184,7 +194,7 @@ def interrupted(world, request_id, steps: int):
         set__target_before=handover_state(theirs))
     request.reload()
     if steps >= 1:
-        assert manager._hand_over_first(request)
+        assert manager._hand_over_first(request) is None
     return request
 
 
