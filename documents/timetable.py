@@ -18,10 +18,13 @@ timetable_slots          one per (school_id, day_of_week, period_id), unique: th
                          swap_request_id, activity_name, description, week, the admin's
                          lock (locked_reason, locked_by, locked_at), created_by, updated_by,
                          move_id, exchange_request_id, exchange_refused_id, version,
-                         created_at, updated_at). Creating, changing classes, deleting, overriding and
-                         swapping an assignment are each ONE compare-and-set of the slot on its
-                         `version`: the plan sees every other assignment of the slot, so the
-                         check and the write cannot be separated. An assignment's own `version`
+                         created_at, updated_at). Creating, changing classes, deleting,
+                         overriding, locking and swapping an assignment are each ONE
+                         compare-and-set of the slot on its `version` (moving it and
+                         exchanging two touch two slots: service/timetable_edits.py and
+                         service/timetable_exchanges.py): the plan sees every other
+                         assignment of the slot, so the check and the write cannot be
+                         separated. An assignment's own `version`
                          counts its changes (the API shows it). Indexes: (school_id,
                          assignments.id) finds an assignment's slot, (school_id,
                          assignments.staff_id) a staff member's week, (school_id,
