@@ -122,11 +122,15 @@ def staff_booked(slot: TimetableSlot, staff_id, besides=None, week=None) -> bool
 
 
 def staff_busy(school_id, assignment: Assignment, staff_id) -> bool:
-    """True when the staff member holds a lesson in the assignment's slot (one round trip;
-    the writes check it again inside their compare-and-set)."""
-    return bool(slots().count_documents({
-        "school_id": school_id, "day_of_week": assignment.day_of_week,
-        "period_id": assignment.period_id, "assignments.staff_id": staff_id}))
+    """True when the staff member holds a lesson in the assignment's slot running in a week
+    of the assignment's (one round trip; the writes check it again in their
+    compare-and-set)."""
+    found = slots().find_one(
+        {"school_id": school_id, "day_of_week": assignment.day_of_week,
+         "period_id": assignment.period_id, "assignments.staff_id": staff_id},
+        {"assignments.id": 1, "assignments.staff_id": 1, "assignments.week": 1})
+    return found is not None and staff_booked(slot_from(found), staff_id,
+                                              week=assignment.week)
 
 
 def check_classes_free(slot: TimetableSlot, classes, besides=None, week=None) -> None:

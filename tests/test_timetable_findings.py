@@ -219,3 +219,16 @@ def test_deleting_a_period_racing_bookings_never_orphans_a_lesson(live, cascade)
         assert stored == set()
     else:
         assert stored == booked and booked
+
+
+def test_a_colleague_teaching_only_in_the_other_ab_week_is_not_busy(client, world, periods):
+    admin = world.headers("admin")
+    mine = client.post(world.url("/timetable/assignments"), headers=admin, json={
+        "staff_id": str(world.staff.id), "period_id": periods[0]["id"], "day_of_week": MONDAY,
+        "week": "A", "classes": [{"class_id": "10-A", "subject": "Maths"}]}).json
+    client.post(world.url("/timetable/assignments"), headers=admin, json={
+        "staff_id": str(world.staff2.id), "period_id": periods[0]["id"],
+        "day_of_week": MONDAY, "week": "B", "classes": [{"class_id": "9-B", "subject": "Art"}]})
+    asked = ask(client, world, mine, target_staff_id=world.staff2)
+    assert asked.status_code == 201, asked.json
+    assert answer(client, world, asked.json["id"], "accept", "staff2").status_code == 200
