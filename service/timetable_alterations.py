@@ -44,7 +44,6 @@ from service.timetable_slots import (
     change_slot_of,
     find_assignment,
     replaced,
-    slots,
     staff_booked,
     staff_busy,
 )
@@ -273,10 +272,7 @@ class AlterationRequests(SchoolService):
         """Answer early; the move checks both again inside its slot write."""
         if self._would_swap_back(assignment, acceptor.id):
             raise self._swap_back()
-        if slots().count_documents({"school_id": self.school_id,
-                                    "day_of_week": assignment.day_of_week,
-                                    "period_id": assignment.period_id,
-                                    "assignments.staff_id": acceptor.id}):
+        if staff_busy(self.school_id, assignment, acceptor.id):
             raise self._acceptor_booked()
 
     def _move(self, request: AlterationRequest, acceptor: User) -> None:
