@@ -169,7 +169,11 @@ class ExchangeRequests(SchoolService):
         theirs = find_assignment(self.school_id, request.target_assignment_id)
         if mine is None or theirs is None or mine.staff_id != request.requester_id \
                 or theirs.staff_id != request.target_staff_id:
-            self._close(request, "failed", failure_code="assignment_changed")
+            if self._close(request, "failed", failure_code="assignment_changed"):
+                self.audit("fail", KIND, request.id, before={"status": "pending"},
+                           after={"status": "failed", "failure_code": "assignment_changed"})
+                self.notify(request.requester_id, KIND, "Your exchange could not be made: "
+                            f"{FAILURES['assignment_changed']}.", {"request_id": str(request.id)})
             raise self._failure("assignment_changed")
         if not self._leave_pending(request, "accepting", accepting_since=utcnow(),
                                    responded_by=self.actor.user_id, response_reason=reason,

@@ -145,6 +145,21 @@ def test_a_lesson_locked_after_the_offer_fails_the_exchange(client, world, lesso
     assert ExchangeRequest.objects.get(id=created["id"]).failure_code == "locked"
 
 
+def test_an_exchange_whose_lesson_changed_hands_fails_when_accepted(client, world, lessons):
+    mine, theirs = lessons
+    created = offer(client, world, mine, theirs).json
+    client.post(world.url(f"/timetable/assignments/{mine['id']}/override"),
+                json={"new_staff_id": str(world.add_user(world.school, "staff").id)},
+                headers=world.headers("admin"))
+    assert error(answer(client, world, created["id"], "accept", "staff2")) == \
+        (409, "assignment_changed")
+    stored = ExchangeRequest.objects.get(id=created["id"])
+    assert (stored.status, stored.failure_code) == ("failed", "assignment_changed")
+    assert stored_assignment(theirs["id"]).staff_id == world.staff2.id
+    assert AuditEvent.objects(entity_type="timetable_exchange", entity_id=created["id"],
+                              action="fail").count() == 1
+
+
 def test_reject_and_cancel(client, world, lessons):
     mine, theirs = lessons
     first = offer(client, world, mine, theirs).json
