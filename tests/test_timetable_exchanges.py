@@ -310,3 +310,46 @@ def test_accepts_racing_cancels_give_one_outcome(live):
                       else [world.staff.id, world.staff2.id])
     db = ExchangeRequest._get_db()
     assert [failed_exchanges_that_moved_a_lesson(db), lessons_in_two_slots(db)] == [[], []]
+
+
+@pytest.mark.integration
+def test_two_exchanges_for_one_lesson_accepted_at_once_give_it_one_new_holder(live):
+    """staff and a third teacher each offer a lesson for staff2's lesson; staff2 accepts
+    both, ten times each, at once: one exchange is made, the other fails with its first
+    lesson put back."""
+    world = live.world
+    base, held, first = live_lessons(live)
+    third = world.add_user(world.school, "staff", department="Science")
+    period = requests.post(f"{base}/timetable/periods", headers=world.headers("admin"),
+                           timeout=TIMEOUT, json={"period_number": 3, "period_name": "P3",
+                                                  "start_time": "11:00",
+                                                  "end_time": "11:45"}).json()
+    offered = requests.post(f"{base}/timetable/assignments", headers=world.headers("admin"),
+                            timeout=TIMEOUT, json={
+                                "staff_id": str(third.id), "period_id": period["id"],
+                                "day_of_week": 0,
+                                "classes": [{"class_id": "C", "subject": "S"}]}).json()
+    second = requests.post(f"{base}/timetable/exchange-requests", timeout=TIMEOUT,
+                           headers=world.headers(third), json={
+                               "assignment_id": offered["id"],
+                               "target_assignment_id": held[1]["id"], "reason": "Me too"})
+    assert second.status_code == 201, second.text
+    ids = [first["id"], second.json()["id"]]
+    headers = world.headers("staff2")
+
+    responses = parallel(20, lambda i: requests.post(
+        f"{base}/timetable/exchange-requests/{ids[i % 2]}/accept", json={}, headers=headers,
+        timeout=TIMEOUT))
+
+    assert Counter(r.status_code for r in responses)[200] == 1
+    statuses = sorted(ExchangeRequest.objects.get(id=rid).status for rid in ids)
+    assert statuses == ["accepted", "failed"]
+    won = next(ids[i % 2] for i, r in enumerate(responses) if r.status_code == 200)
+    giver = world.staff.id if won == first["id"] else third.id
+    assert stored_assignment(held[1]["id"]).staff_id == giver
+    holders_now = {lesson: stored_assignment(lesson).staff_id
+                   for lesson in (held[0]["id"], offered["id"])}
+    assert sorted(holders_now.values(), key=str) == sorted(
+        [world.staff2.id, third.id if giver == world.staff.id else world.staff.id], key=str)
+    db = ExchangeRequest._get_db()
+    assert [failed_exchanges_that_moved_a_lesson(db), lessons_in_two_slots(db)] == [[], []]
