@@ -11,7 +11,6 @@ import logging
 import pkgutil
 
 from flask import Flask
-from flask_smorest import Api
 from pymongo.errors import ConnectionFailure
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -20,18 +19,15 @@ from api.cors import init_cors
 from api.csv_responses import init_csv_responses
 from api.idempotency import init_idempotency
 from api.metrics import init_metrics
+from api.openapi import RotaApi
 from api.request_ids import init_request_ids
-from api.schemas import ErrorSchema
 from api.security import init_security
 from documents import all_documents
 from documents.connection import connect, ensure_indexes
 
 log = logging.getLogger(__name__)
 URL_PREFIX = "/api/v1"
-
-
-class RotaApi(Api):
-    ERROR_SCHEMA = ErrorSchema
+__all__ = ["RotaApi", "blueprint_modules", "create_app"]
 
 
 def blueprint_modules():

@@ -45,6 +45,10 @@ class AccessTokenSchema(BaseSchema):
 @blp.route("/login", methods=["POST"])
 @blp.arguments(LoginSchema)
 @blp.response(200, TokensSchema)
+@blp.alt_response(401, description="Wrong email or password (the same answer whether the "
+                                   "email exists or not).")
+@blp.alt_response(429, description="Too many failed sign-ins from this address or on this "
+                                   "account: wait `Retry-After` seconds.")
 @blp.doc(security=[])
 def login(credentials):
     # Behind a reverse proxy this is the proxy's address unless ROTA_TRUSTED_PROXIES is set.

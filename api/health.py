@@ -1,11 +1,9 @@
-"""Health, liveness and readiness probes, plus the docs page's own assets."""
+"""Health, liveness and readiness probes. (The docs page's assets: api/openapi.py.)"""
 
 from __future__ import annotations
 
-from flask import send_from_directory
 from flask_smorest import Blueprint
 from marshmallow import fields
-from swagger_ui_bundle import swagger_ui_path
 
 from api.schemas import BaseSchema
 from service.health import database_reachable
@@ -15,7 +13,8 @@ blp = Blueprint("health", __name__, description="Service health")
 
 class HealthSchema(BaseSchema):
     status = fields.String(metadata={"example": "ok"})
-    database = fields.String(metadata={"example": "ok"})
+    database = fields.String(metadata={"example": "ok", "optional": True,
+                                       "description": "Not in the liveness probe's answer."})
 
 
 @blp.route("/health", methods=["GET"])
@@ -48,9 +47,3 @@ def live():
                                   "(a readiness probe; the answer comes in about 1 s at worst).")
 def ready():
     return database_status()
-
-
-@blp.route("/docs/assets/<path:filename>", methods=["GET"])
-@blp.doc(security=[], description="Swagger UI's JavaScript and CSS, served locally (no CDN).")
-def docs_asset(filename):
-    return send_from_directory(swagger_ui_path, filename, max_age=86400)

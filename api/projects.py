@@ -131,6 +131,7 @@ class WizardSchema(BaseSchema):
 
 class WizardTrackResultSchema(TrackSchema):
     id = Id(allow_none=True)
+    root_project_id = Id(allow_none=True, metadata={"description": "null in a dry run."})
     sub_project_index = fields.Integer(allow_none=True)
     generated = fields.Boolean()
     instructor_ids = fields.List(Id())

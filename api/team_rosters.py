@@ -144,6 +144,7 @@ class LinkedSchema(BaseSchema):
 @blp.route("/<school_id>/groups", methods=["POST"])
 @blp.arguments(GroupCreateSchema)
 @blp.response(201, GroupSchema)
+@blp.doc(operationId="createCourseGroup")
 @school_route(module=MODULE, roles=STAFF_ROLES)
 def create_group(ctx, body):
     """Create a course group (members must be users of the school, else 422)."""
@@ -153,6 +154,7 @@ def create_group(ctx, body):
 @blp.route("/<school_id>/groups", methods=["GET"])
 @blp.arguments(PageArgs, location="query")
 @blp.response(200, page_of(GroupSchema))
+@blp.doc(operationId="listCourseGroups")
 @school_route(module=MODULE, roles=STAFF_ROLES)
 def list_groups(ctx, args):
     """List the school's course groups by name."""

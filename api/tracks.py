@@ -132,6 +132,7 @@ class TrackCourseUpdateSchema(BaseSchema):
 
 
 class TrackCourseSchema(TrackCourseCreateSchema):
+    description = fields.String(allow_none=True)
     id = Id(dump_only=True)
     track_id = Id(dump_only=True)
     created_at = Timestamp(dump_only=True)
@@ -344,6 +345,7 @@ def enrol_students(ctx, body, track_id):
 @blp.route("/<school_id>/tracks/<track_id>/students", methods=["GET"])
 @blp.arguments(StudentListArgs, location="query")
 @blp.response(200, page_of(TrackStudentSchema))
+@blp.doc(operationId="listTrackStudents")
 @school_route(module="tracks", roles=STAFF_ROLES)
 def list_students(ctx, args, track_id):
     """Enrolled students in enrolment order, optionally of one instructor (staff, admins),

@@ -75,8 +75,10 @@ class WebhookCreatedSchema(WebhookSchema):
 
 class AttemptSchema(BaseSchema):
     at = Timestamp()
-    status_code = fields.Integer(metadata={"description": "The receiver's answer, if any."})
-    error = fields.String(metadata={"description": "Why no answer came (timeout, refused)."})
+    status_code = fields.Integer(metadata={"optional": True,
+                                           "description": "The receiver's answer, if any."})
+    error = fields.String(metadata={"optional": True,
+                                    "description": "Why no answer came (timeout, refused)."})
     ms = fields.Integer()
 
 

@@ -119,7 +119,7 @@ class ServiceAccounts:
         self._audit("create", "api_key", api_key.id, after={
             "service_account_id": account.id, "prefix": prefix, "expires_at": expires_at})
         return {"id": api_key.id, "key": key, "prefix": prefix, "expires_at": expires_at,
-                "created_at": api_key.created_at}
+                "revoked_at": None, "last_used_at": None, "created_at": api_key.created_at}
 
     def list_keys(self, account_id, page: int = 1, page_size: int = 50) -> Page:
         account = self._account(account_id)

@@ -16,6 +16,14 @@ import pytest
 from tests.helpers import LiveServer, World, start_live_server
 
 JWT_SECRET = "test-secret-" + "x" * 40
+# Test modules whose every test-client answer is checked against the OpenAPI document.
+# Cheap (~3 % of their run time); `--check-responses` checks every test of the suite.
+CHECKED_MODULES = {
+    "test_openapi", "test_isolation", "test_auth", "test_api_keys", "test_tenancy",
+    "test_module_switches", "test_operations", "test_cors", "test_calendar", "test_import_jobs",
+    "test_webhooks", "test_timetable", "test_weekly_groups", "test_projects", "test_tracks",
+    "test_team_rosters",
+}
 _db_names = itertools.count()
 
 
@@ -26,6 +34,9 @@ def pytest_addoption(parser):
                      help="with --backend=embedded: every test fails on a command of the "
                           "service on a school-owned collection that does not filter on "
                           "school_id")
+    parser.addoption("--check-responses", action="store_true",
+                     help="check every answer of the test client against the OpenAPI "
+                          "document (always on for the modules in CHECKED_MODULES)")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -75,10 +86,36 @@ def shared_app():
     """One app for the run: building one (blueprints, OpenAPI schemas) takes a quarter of a
     second, most of a fast test. Each test connects it to its own fresh database."""
     from api import create_app
+    from tests.openapi_check import CheckedClient
 
-    return create_app({"MONGODB_URI": "mongomock://localhost/rota_boot",
-                       "JWT_SECRET_KEY": JWT_SECRET, "TESTING": True, "ROTA_ENV": "test",
-                       "ROTA_CREATE_INDEXES": False})
+    app = create_app({"MONGODB_URI": "mongomock://localhost/rota_boot",
+                      "JWT_SECRET_KEY": JWT_SECRET, "TESTING": True, "ROTA_ENV": "test",
+                      "ROTA_CREATE_INDEXES": False})
+    app.test_client_class = CheckedClient
+    return app
+
+
+@pytest.fixture(scope="session")
+def response_checker(shared_app):
+    from tests.openapi_check import ResponseChecker
+
+    return ResponseChecker(shared_app, shared_app.extensions["flask-smorest"]["apis"][""]
+                           ["ext_obj"].openapi())
+
+
+@pytest.fixture(autouse=True)
+def _check_responses(request):
+    """Every answer of the test client matches the OpenAPI document (tests/openapi_check.py):
+    in the modules of CHECKED_MODULES, and in every test with --check-responses."""
+    if request.module.__name__.rpartition(".")[2] not in CHECKED_MODULES \
+            and not request.config.getoption("--check-responses"):
+        yield
+        return
+    from tests.openapi_check import CheckedClient
+
+    CheckedClient.checker = request.getfixturevalue("response_checker")
+    yield
+    CheckedClient.checker = None
 
 
 @pytest.fixture
