@@ -60,6 +60,21 @@ def slot_label(school_id, day_of_week: int, period_id) -> str:
             f"{period.start_time}\u2013{period.end_time}")
 
 
+def bell_schedule(first_start: int, count: int, length: int, pauses: dict[int, int]
+                  ) -> list[tuple[int, int]]:
+    """(start, end) in minutes of `count` periods of `length` minutes from `first_start`,
+    each right after the one before but for the break `pauses[n]` after period n (1 = the
+    first); 422 when the last would end after midnight."""
+    times, start = [], first_start
+    for number in range(1, count + 1):
+        times.append((start, start + length))
+        start += length + pauses.get(number, 0)
+    if times and times[-1][1] > 24 * 60:
+        raise ValidationFailed("The schedule runs past midnight.",
+                               {"count": ["Too many periods for one day."]})
+    return times
+
+
 def period_summary(period: Period) -> dict:
     return {"id": period.id, "period_number": period.period_number,
             "period_name": period.period_name, "start_time": period.start_time,
@@ -230,17 +245,12 @@ class TimetableSetup(SchoolService):
             length = duration or settings.default_period_duration
             numbers = [p.period_number for p in settings.periods if p.is_active]
             first_number = max(numbers, default=0) + 1
-            made, start = [], minutes_of(first_start)
-            for offset in range(count):
-                end = start + length
-                if end > 24 * 60:
-                    raise ValidationFailed("The schedule runs past midnight.",
-                                           {"count": ["Too many periods for one day."]})
-                number = first_number + offset
-                made.append(Period(id=ObjectId(), period_number=number,
-                                   period_name=f"Period {number}", start_time=time_of(start),
-                                   end_time=time_of(end), duration_minutes=length))
-                start = end + pauses.get(offset + 1, 0)
+            times = bell_schedule(minutes_of(first_start), count, length, pauses)
+            made = [Period(id=ObjectId(), period_number=first_number + offset,
+                           period_name=f"Period {first_number + offset}",
+                           start_time=time_of(start), end_time=time_of(end),
+                           duration_minutes=length)
+                    for offset, (start, end) in enumerate(times)]
             for period in made:
                 PeriodRules.check_fits(period, settings.periods + made)
             return {"periods": settings.periods + made}, made

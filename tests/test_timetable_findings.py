@@ -7,8 +7,12 @@ from __future__ import annotations
 import re
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from documents.timetable import AlterationRequest, TimetableSlot
+from service.errors import ValidationFailed
+from service.timetable import bell_schedule
 from tests.helpers import parallel
 from tests.test_timetable import (
     MONDAY,
@@ -162,6 +166,24 @@ def test_a_new_schools_generated_schedule_has_eight_periods(client, world):
     assert made.status_code == 201
     assert [p["end_time"] for p in made.json["items"]][::7] == ["08:45", "14:00"]
     assert made.json["total"] == 8
+
+
+@given(first_start=st.integers(0, 12 * 60), count=st.integers(1, 12),
+       length=st.integers(5, 90),
+       pauses=st.dictionaries(st.integers(1, 12), st.integers(1, 60), max_size=4))
+def test_a_bell_schedule_is_periods_of_one_length_apart_by_exactly_the_breaks(
+        first_start, count, length, pauses):
+    try:
+        times = bell_schedule(first_start, count, length, pauses)
+    except ValidationFailed:
+        assert first_start + count * length + sum(
+            m for n, m in pauses.items() if n < count) > 24 * 60
+        return
+    assert len(times) == count and times[0][0] == first_start
+    assert all(end - start == length for start, end in times)
+    assert [nxt[0] - cur[1] for cur, nxt in zip(times, times[1:], strict=False)] == \
+        [pauses.get(n, 0) for n in range(1, count)]
+    assert times[-1][1] <= 24 * 60
 
 
 # departments
