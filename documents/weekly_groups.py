@@ -17,12 +17,14 @@ by `rota repair`, which insert them again (duplicate ids are refused).
 from __future__ import annotations
 
 from mongoengine import (
+    BooleanField,
     DateTimeField,
     DictField,
     EmbeddedDocument,
     EmbeddedDocumentField,
     EmbeddedDocumentListField,
     IntField,
+    ListField,
     ObjectIdField,
     StringField,
 )
@@ -40,6 +42,8 @@ class Program(SchoolOwned):
     current_week = IntField(required=True, default=1)
     start_date = DateTimeField()
     end_date = DateTimeField()
+    # advance-week copies the week's groups and members into the new week when it is empty
+    carry_forward = BooleanField(default=False)
     version = IntField(default=0)
 
 
@@ -60,6 +64,8 @@ class ProgramStudent(SchoolOwned):
     customer_id = StringField()
     customer_key = StringField(required=True)
     email = StringField()
+    # the week the student joins the program (None: week 1); before it "not yet enrolled"
+    first_week = IntField()
 
 
 class Group(SchoolOwned):
@@ -72,6 +78,8 @@ class Group(SchoolOwned):
     base_name = StringField(required=True)
     ability_level = StringField()
     max_size = IntField(required=True, default=8)
+    # created by a generation: a regeneration removes it when it leaves it empty
+    generated = BooleanField(default=False)
 
 
 class Instructor(EmbeddedDocument):
@@ -87,8 +95,16 @@ class Member(EmbeddedDocument):
     joined_at = DateTimeField(required=True)
 
 
+class Waiting(EmbeddedDocument):
+    """A student waiting for a seat in a group that week, first come first seated."""
+
+    student_id = ObjectIdField(required=True)
+    since = DateTimeField(required=True)
+
+
 class WeekGroup(EmbeddedDocument):
-    """A group as it is in one week. `name` None: the base name."""
+    """A group as it is in one week. `name` None: the base name. The waitlist lives here,
+    so a seat freed and its taking by the first waiting student are one compare-and-set."""
 
     group_id = ObjectIdField(required=True)
     base_name = StringField(required=True)
@@ -97,6 +113,7 @@ class WeekGroup(EmbeddedDocument):
     max_size = IntField(required=True)
     instructor = EmbeddedDocumentField(Instructor)
     members = EmbeddedDocumentListField(Member)
+    waitlist = EmbeddedDocumentListField(Waiting)
 
 
 class ProgramWeek(SchoolOwned):
@@ -105,7 +122,9 @@ class ProgramWeek(SchoolOwned):
     meta = {"collection": "weekly_program_weeks",
             "indexes": [{"fields": ["school_id", "program_id", "week_number"], "unique": True},
                         # the weeks a student was placed in: their history
-                        ["school_id", "groups.members.student_id"]]}
+                        ["school_id", "groups.members.student_id"],
+                        # the weeks an instructor teaches in: "my groups"
+                        ["school_id", "groups.instructor.user_id"]]}
 
     program_id = ObjectIdField(required=True)
     week_number = IntField(required=True)
@@ -130,5 +149,39 @@ class StudentMove(SchoolOwned):
     week_version = IntField()
     from_group_id = ObjectIdField()
     to_group_id = ObjectIdField()
-    reason = StringField(required=True)  # move, generate, copy, import
+    reason = StringField(required=True)  # move, generate, copy, import, swap, undo, ...
     actor_id = ObjectIdField()
+    change_id = ObjectIdField()  # the change set (`ChangeSet`) the move belongs to
+
+
+class ChangeSet(SchoolOwned):
+    """One change of a program's memberships as a whole (a move, a generation, a copy, a
+    swap, a carry-forward, an undo), written right after its week updates, with per week
+    the moves it made and the week version it produced. Undo reads it to put the students
+    back."""
+
+    meta = {"collection": "weekly_change_sets",
+            "indexes": [["school_id", "program_id", "created_at"]]}
+
+    program_id = ObjectIdField(required=True)
+    reason = StringField(required=True)
+    actor_id = ObjectIdField()
+    # [{"week_number", "week_version", "moves": [[student, from group, to group], ...]}]
+    weeks = ListField(DictField())
+    undo_of = ObjectIdField()  # the change set this one undid
+    undone_by = ObjectIdField()  # the change set that undid this one
+
+
+class StudentNote(SchoolOwned):
+    """A staff note on a program student. A private note is read by its author and the
+    admins; a shared one by all staff; students never read notes."""
+
+    meta = {"collection": "weekly_student_notes",
+            "indexes": [["school_id", "student_id", "created_at"]]}
+
+    program_id = ObjectIdField(required=True)
+    student_id = ObjectIdField(required=True)
+    author_id = ObjectIdField(required=True)
+    author_name = StringField()
+    text = StringField(required=True)
+    is_private = BooleanField(default=False)

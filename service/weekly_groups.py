@@ -55,7 +55,8 @@ def student_summary(student: dict, today: date | None = None) -> dict:
             "name": student["name"], "ability_level": student.get("ability_level"),
             "birth_date": student.get("birth_date"),
             "age": age_on(student.get("birth_date"), today or date.today()),
-            "customer_id": student.get("customer_id"), "email": student.get("email")}
+            "customer_id": student.get("customer_id"), "email": student.get("email"),
+            "first_week": student.get("first_week") or 1}
 
 
 def midnight(value):
@@ -70,13 +71,14 @@ class WeeklyGroups(WeeklyService):
     # ---- programs
 
     def create_program(self, name: str, max_weeks: int = 6, start_date=None, end_date=None,
-                       description: str | None = None) -> Program:
+                       description: str | None = None, carry_forward: bool = False) -> Program:
         self.require_admin()
         if start_date and end_date and end_date < start_date:
             raise ValidationFailed("end_date is before start_date.",
                                    {"end_date": ["Must not be before start_date."]})
         program = Program(school_id=self.school_id, name=name, max_weeks=max_weeks,
                           current_week=1, description=description,
+                          carry_forward=carry_forward,
                           start_date=midnight(start_date), end_date=midnight(end_date))
         try:
             program.save()
@@ -92,39 +94,23 @@ class WeeklyGroups(WeeklyService):
         return paginate(Program.objects.for_school(self.school_id).order_by("name", "id"),
                         page, page_size)
 
-    def advance_week(self, program_id) -> Program:
-        """One week on; 409 `final_week` at the last. Parallel calls advance one week each:
-        each is a compare-and-set on the week it read."""
-        self.require_admin()
-        program_oid = self.get_program(program_id).id
-
-        def next_week(program: dict) -> dict:
-            if program["current_week"] >= program["max_weeks"]:
-                raise Conflict(f"The program is already at its final week "
-                               f"({program['max_weeks']}).", code="final_week",
-                               details={"max_weeks": program["max_weeks"]})
-            return {"$inc": {"current_week": 1}}
-
-        before, after = change(Program._get_collection(), self.school_id,
-                               {"_id": program_oid}, next_week, what="program")
-        self.audit("advance_week", "program", program_oid,
-                   before={"current_week": before["current_week"]},
-                   after={"current_week": after["current_week"]})
-        return Program._from_son(after)
-
     # ---- students
 
     def add_student(self, program_id, name: str, ability_level: str | None = None,
                     birth_date=None, customer_id: str | None = None,
-                    email: str | None = None) -> dict:
+                    email: str | None = None, first_week: int | None = None) -> dict:
+        """A student of the program from week 1, or from `first_week` on (before it they
+        are "not yet enrolled")."""
         self.require_admin()
         program = self.get_program(program_id)
+        if first_week is not None:
+            self.require_week_in_body(program, first_week, "first_week")
         student_id = ObjectId()
         student = ProgramStudent(
             id=student_id, school_id=self.school_id, program_id=program.id, name=name,
             ability_level=ability_level, birth_date=midnight(birth_date),
             customer_id=customer_id, customer_key=customer_key(customer_id, student_id),
-            email=email.strip().lower() if email else None)
+            email=email.strip().lower() if email else None, first_week=first_week)
         try:
             student.save(force_insert=True)
         except NotUniqueError:
@@ -169,7 +155,8 @@ class WeeklyGroups(WeeklyService):
     # ---- the week view
 
     def week_view(self, program_id, week: int) -> dict:
-        """Three round trips whatever the size: the program, the week, the students."""
+        """Three round trips whatever the size: the program, the week, the students.
+        Students joining in a later week are "not yet enrolled", not unassigned."""
         program = self.get_program(program_id)
         self.require_week_in_url(program, week)
         groups = sorted(self.load_week(program.id, week)["groups"],
@@ -177,18 +164,41 @@ class WeeklyGroups(WeeklyService):
         placed = {m["student_id"]: g["group_id"] for g in groups for m in g["members"]}
         today = date.today()
         members: dict[ObjectId, list[dict]] = defaultdict(list)
-        unassigned = []
+        unassigned, not_yet = [], []
         for student in self.students_query(program.id).batch_size(10000):
             summary = student_summary(student, today)
             if student["_id"] in placed:
                 members[placed[student["_id"]]].append(summary)
+            elif (student.get("first_week") or 1) > week:
+                not_yet.append(summary)
             else:
                 unassigned.append(summary)
         return {"program_id": program.id, "week_number": week,
                 "current_week": program.current_week,
                 "groups": [{**group_summary(g), "students": members[g["group_id"]]}
                            for g in groups],
-                "unassigned_students": unassigned}
+                "unassigned_students": unassigned, "not_yet_enrolled_students": not_yet}
+
+    def waitlist(self, program_id, week: int, group_id) -> dict:
+        """Who waits for a seat in the group that week, first first. Three round trips and
+        one per 100 waiting: the program, the week, the students."""
+        program = self.get_program(program_id)
+        self.require_week_in_url(program, week)
+        found = group_at(self.load_week(program.id, week), object_id(group_id, "group"))
+        if found is None:
+            raise NotFound(f"No group with id {group_id!r} in week {week} of this program.")
+        group = found[1]
+        waiting = group.get("waitlist") or []
+        ids = [w["student_id"] for w in waiting]
+        students = {}
+        for start in range(0, len(ids), 100):  # the embedded server's `$in` cost: chunks
+            students.update((s["_id"], s) for s in self.students_query(program.id).filter(
+                id__in=ids[start:start + 100]))
+        return {**group_summary(group), "week_number": week,
+                "students": [{**student_summary(students[w["student_id"]]),
+                              "position": position, "since": w["since"]}
+                             for position, w in enumerate(waiting, 1)
+                             if w["student_id"] in students]}
 
     # ---- names and instructors
 

@@ -28,12 +28,13 @@ from service.base import SchoolService
 from service.errors import Conflict, NotFound, ValidationFailed
 from service.ids import unique_ids
 
-STUDENT_FIELDS = ("program_id", "name", "ability_level", "birth_date", "customer_id", "email")
+STUDENT_FIELDS = ("program_id", "name", "ability_level", "birth_date", "customer_id", "email",
+                  "first_week")
 # What readers of a week need: never the log records of its last change.
 WEEK_FIELDS = {"last_change": 0}
 # What the log records of one change share, kept once in the week's `last_change`.
 SHARED = ("school_id", "program_id", "week_number", "week_version", "reason", "actor_id",
-          "created_at")
+          "created_at", "change_id")
 
 
 def weeks() -> object:
@@ -54,7 +55,7 @@ def group_snapshot(group: dict) -> dict:
     """A group (a `Group` as stored) as it starts in a week: its base name, no members."""
     return {"group_id": group["_id"], "base_name": group["base_name"],
             "ability_level": group.get("ability_level"), "name": None,
-            "max_size": group["max_size"], "instructor": None, "members": []}
+            "max_size": group["max_size"], "instructor": None, "members": [], "waitlist": []}
 
 
 def group_at(week: dict, group_id) -> tuple[int, dict] | None:
@@ -137,7 +138,7 @@ def kept_change(records: list[dict]) -> dict:
 def logged_change(week: dict) -> list[dict]:
     """The log records of the week's last change (see `kept_change`)."""
     kept = week.get("last_change") or {}
-    return [{**{key: kept[key] for key in SHARED}, "_id": move_id, "student_id": student_id,
+    return [{**{key: kept.get(key) for key in SHARED}, "_id": move_id, "student_id": student_id,
              "from_group_id": from_group, "to_group_id": to_group}
             for move_id, student_id, from_group, to_group in kept.get("moves") or []]
 
@@ -147,13 +148,20 @@ class WeekChange:
 
     `plan(week, change)` looks at the week document as read and calls `change.place(...)`
     for each student going somewhere (None: unassigned); it raises a `DomainError` when a
-    rule forbids the change. `run()` answers the document before and after."""
+    rule forbids the change. `run()` answers the document before and after.
 
-    def __init__(self, service: SchoolService, program_id, week: int, reason: str):
+    Waitlists: after the plan, every group with a free seat seats its first waiting
+    students (`promoted`), in the same update: a seat freed is never lost nor overfilled.
+    `change_id` names the change set the change belongs to (one id for all its weeks)."""
+
+    def __init__(self, service: SchoolService, program_id, week: int, reason: str,
+                 change_id: ObjectId | None = None):
         self.service = service
         self.program_id = program_id
         self.week = week
         self.reason = reason
+        self.change_id = change_id or ObjectId()
+        self.promoted: list = []
         self.now = utcnow()
         self.groups: list[dict] = []
         self.indexes: dict = {}  # group id -> its index in `groups`
@@ -173,15 +181,18 @@ class WeekChange:
     def plan_on(self, week: dict, plan: Callable[[dict, WeekChange], None]) -> dict | None:
         """The update `plan` makes of the week document as read (None: nothing changes).
         Alone, a dry run."""
+        if week.get("closed"):
+            raise NotFound(f"Week {self.week} is being dropped from the program.")
         self._start(week)
         plan(week, self)
+        self._seat_waiting()
         if not self.records and not self.touched:
             return None
-        if len(self.groups) == len(week.get("groups") or []):
+        if not self.regrouped:
             # only the groups touched (a week may hold thousands of members); their indexes
             # are those the compare-and-set on the version vouches for
             changed = {f"groups.{index}": self.groups[index] for index in self.touched}
-        else:  # groups added: the whole list, one form every backend applies alike
+        else:  # groups added or removed: the whole list, one form every backend applies alike
             changed = {"groups": self.groups}
         return {"$set": {**changed, "last_change": kept_change(self.records),
                          "updated_at": self.now}}
@@ -192,21 +203,58 @@ class WeekChange:
         self.indexes = {group["group_id"]: i for i, group in enumerate(self.groups)}
         self.version = week.get("version") or 0
         self.current = placements(week)
-        self.records, self.touched = [], set()
+        self.records, self.touched, self.promoted = [], set(), []
+        self.regrouped = False
 
     def _touch(self, group_id) -> dict:
         """The group of this change, copied from the document read when first touched."""
         index = self.indexes[group_id]
         if index not in self.touched:
             group = self.groups[index]
-            self.groups[index] = {**group, "members": list(group["members"])}
+            self.groups[index] = {**group, "members": list(group["members"]),
+                                  "waitlist": list(group.get("waitlist") or [])}
             self.touched.add(index)
         return self.groups[index]
+
+    def waiting(self, group_id) -> list:
+        """The students waiting for the group, first first."""
+        return [w["student_id"] for w in self.group(group_id).get("waitlist") or []]
+
+    def wait(self, student_id, group_id) -> bool:
+        """The student at the end of the group's waitlist (False: already there or in it)."""
+        if self.current.get(student_id) == group_id or student_id in self.waiting(group_id):
+            return False
+        self._touch(group_id)["waitlist"].append({"student_id": student_id, "since": self.now})
+        return True
+
+    def forget(self, student_id) -> None:
+        """The student off every waitlist of the week (they left the program)."""
+        for group in list(self.groups):
+            if student_id in (w["student_id"] for w in group.get("waitlist") or []):
+                touched = self._touch(group["group_id"])
+                touched["waitlist"] = [w for w in touched["waitlist"]
+                                       if w["student_id"] != student_id]
+
+    def _seat_waiting(self) -> None:
+        """Free seats to the first waiting students; a student seated leaves a seat behind,
+        which the loop offers in turn (each round takes one student off a waitlist)."""
+        seated = True
+        while seated:
+            seated = False
+            for group in self.groups:
+                waitlist = group.get("waitlist") or []
+                if waitlist and len(group["members"]) < group["max_size"]:
+                    student_id = waitlist[0]["student_id"]
+                    self._touch(group["group_id"])["waitlist"] = waitlist[1:]
+                    self.place(student_id, group["group_id"], reason="waitlist")
+                    self.promoted.append(student_id)
+                    seated = True
 
     def group(self, group_id) -> dict:
         return self.groups[self.indexes[group_id]]
 
-    def place(self, student_id, group_id, joined_at: datetime | None = None) -> None:
+    def place(self, student_id, group_id, joined_at: datetime | None = None,
+              reason: str | None = None) -> None:
         """The student into the group this week (None: into no group). No capacity check:
         the plan checks what it promises."""
         previous = self.current.get(student_id)
@@ -216,10 +264,13 @@ class WeekChange:
             left = self._touch(previous)
             left["members"] = [m for m in left["members"] if m["student_id"] != student_id]
         if group_id is not None:
-            self._touch(group_id)["members"].append(
+            entered = self._touch(group_id)
+            entered["members"].append(
                 {"student_id": student_id, "joined_at": joined_at or self.now})
+            entered["waitlist"] = [w for w in entered["waitlist"]
+                                   if w["student_id"] != student_id]
         self.current[student_id] = group_id
-        self.records.append(self._record(student_id, previous, group_id))
+        self.records.append(self._record(student_id, previous, group_id, reason))
 
     def set_group(self, group_id, **fields) -> None:
         """Change the week's fields of a group (name, instructor, max_size)."""
@@ -232,13 +283,29 @@ class WeekChange:
             self.indexes[snapshot["group_id"]] = len(self.groups)
             self.groups.append(copy.deepcopy(snapshot))
             self.touched.add(len(self.groups) - 1)
+            self.regrouped = True
 
-    def _record(self, student_id, from_group, to_group) -> dict:
+    def remove_group(self, group_id) -> None:
+        """The group out of the week, its members unassigned and its waitlist dropped."""
+        if group_id not in self.indexes:
+            return
+        for member in list(self.group(group_id)["members"]):
+            self.place(member["student_id"], None)
+        for other in list(self.indexes):  # every group is rewritten: each a copy
+            self._touch(other)
+        del self.groups[self.indexes[group_id]]
+        self.indexes = {group["group_id"]: i for i, group in enumerate(self.groups)}
+        self.touched = set(range(len(self.groups)))
+        self.regrouped = True
+
+    def _record(self, student_id, from_group, to_group, reason: str | None = None) -> dict:
         return {"_id": ObjectId(), "school_id": self.service.school_id,
                 "program_id": self.program_id, "student_id": student_id,
                 "week_number": self.week, "week_version": self.version + 1,
-                "from_group_id": from_group, "to_group_id": to_group, "reason": self.reason,
-                "actor_id": self.service.actor.user_id, "created_at": self.now}
+                "from_group_id": from_group, "to_group_id": to_group,
+                "reason": reason or self.reason,
+                "actor_id": self.service.actor.user_id, "created_at": self.now,
+                "change_id": self.change_id}
 
 
 class WeeklyService(SchoolService):
