@@ -284,6 +284,7 @@ class KeySlotSchema(BaseSchema):
     status = fields.String(validate=validate.OneOf(("empty", "assigned", "holiday")))
     locked = fields.Boolean(metadata={"description": "A lesson here is locked."})
     changes = fields.List(fields.Nested(KeyChangeSchema), metadata={
+        "optional": True,
         "description": "With ?date=: that date's change of each lesson shown (covered, "
                        "cancelled, moved to another room)."})
     assignment = fields.Nested(GridLessonSchema, allow_none=True,
@@ -295,9 +296,12 @@ class KeySlotSchema(BaseSchema):
 
 class KeyDaySchema(BaseSchema):
     day_of_week = fields.Integer()
-    date = Date(allow_none=True, metadata={"description": "With ?date= only."})
-    week = fields.String(allow_none=True, metadata={"description": "The A/B rotation week."})
-    holiday = fields.String(allow_none=True, metadata={"description": "The holiday's name."})
+    date = Date(allow_none=True, metadata={"optional": True,
+                                           "description": "With ?date= only."})
+    week = fields.String(allow_none=True, metadata={
+        "optional": True, "description": "With ?date= only: the A/B rotation week."})
+    holiday = fields.String(allow_none=True, metadata={
+        "optional": True, "description": "With ?date= only: the holiday's name."})
     slots = fields.List(fields.Nested(KeySlotSchema))
 
 
