@@ -179,6 +179,7 @@ def finish(spec: dict, app) -> dict:
         for method in HTTP_METHODS:
             if method in item:
                 finish_operation(path, method, item[method], endpoints)
+    unique_operation_ids(spec, endpoints)
     add_error_responses(components)
     require_response_fields(spec)
     add_examples(spec)
@@ -186,18 +187,38 @@ def finish(spec: dict, app) -> dict:
 
 
 def endpoint_names(app) -> dict:
-    """(OpenAPI path, method) -> the Flask endpoint's own name (without the blueprint)."""
+    """(OpenAPI path, method) -> (blueprint, view) of the Flask endpoint."""
     names = {}
     for rule in app.url_map.iter_rules():
         path = FLASK_PATH_PARAM.sub(r"{\1}", rule.rule)
+        blueprint, _, view = rule.endpoint.rpartition(".")
         for method in rule.methods or ():
-            names[(path, method.lower())] = rule.endpoint.rpartition(".")[2]
+            names[(path, method.lower())] = (blueprint, view)
     return names
+
+
+def unique_operation_ids(spec: dict, endpoints: dict) -> None:
+    """Two blueprints with one view name: the derived ids get their blueprint's name in front
+    (`weeklyGroupsDeleteGroup`) so the document stays valid; name such routes with
+    `@blp.doc(operationId=...)`."""
+    ids: dict = {}
+    for path, item in spec["paths"].items():
+        for method in HTTP_METHODS:
+            if method in item:
+                ids.setdefault(item[method]["operationId"], []).append((path, method))
+    for operation_id, routes in ids.items():
+        if len(routes) < 2:
+            continue
+        for path, method in routes:
+            blueprint = endpoints.get((path, method), ("", ""))[0]
+            if blueprint and camel(endpoints[(path, method)][1]) == operation_id:
+                spec["paths"][path][method]["operationId"] = camel(blueprint) + \
+                    operation_id[:1].upper() + operation_id[1:]
 
 
 def finish_operation(path: str, method: str, op: dict, endpoints: dict) -> None:
     if "operationId" not in op:
-        op["operationId"] = camel(endpoints[(path, method)])
+        op["operationId"] = camel(endpoints[(path, method)][1])
     authenticated = op.get("security") != []
     # Every route outside /auth resolves its caller with request_actor: API keys work there,
     # and are rate limited.

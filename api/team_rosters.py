@@ -163,6 +163,7 @@ def list_groups(ctx, args):
 
 @blp.route("/<school_id>/groups/<group_id>", methods=["GET"])
 @blp.response(200, GroupSchema)
+@blp.doc(operationId="getCourseGroup")
 @school_route(module=MODULE, roles=STAFF_ROLES)
 def get_group(ctx, group_id):
     """One course group."""
@@ -172,6 +173,7 @@ def get_group(ctx, group_id):
 @blp.route("/<school_id>/groups/<group_id>/members", methods=["PUT"])
 @blp.arguments(GroupMembersSchema)
 @blp.response(200, GroupSchema)
+@blp.doc(operationId="replaceCourseGroupMembers")
 @school_route(module=MODULE, roles=STAFF_ROLES)
 def replace_group_members(ctx, body, group_id):
     """Replace the group's members. Project teams made from it do not change."""
@@ -180,6 +182,7 @@ def replace_group_members(ctx, body, group_id):
 
 @blp.route("/<school_id>/groups/<group_id>", methods=["DELETE"])
 @blp.response(204)
+@blp.doc(operationId="deleteCourseGroup")
 @school_route(module=MODULE, roles=STAFF_ROLES)
 def delete_group(ctx, group_id):
     """Delete a course group; project teams made from it keep their members and team_id."""
@@ -464,6 +467,7 @@ class SplitResultSchema(BaseSchema):
 @blp.route("/<school_id>/groups/<group_id>/split", methods=["POST"])
 @blp.arguments(SplitSchema)
 @blp.response(200, SplitResultSchema)
+@blp.doc(operationId="splitCourseGroup")
 @school_route(module=MODULE, roles=STAFF_ROLES)
 def split_group(ctx, body, group_id):
     """Split a course group into `teams` new course groups, or groups of about `size`:
