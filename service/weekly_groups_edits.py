@@ -56,9 +56,13 @@ class GroupRemoval(WeeklyService):
     def remove(self, group_ids: set, force: bool, reason: str) -> set:
         """The groups out of every week (members unassigned when `force`; else a group
         holding members anywhere stays: answered are the ids removed everywhere)."""
-        kept: set = set()
+        week_docs = self._weeks_with(group_ids)
+        # a group busy in any week is kept in all of them (checked again in each update)
+        kept: set = set() if force else {
+            g["group_id"] for w in week_docs for g in w["groups"]
+            if g["group_id"] in group_ids and (g["members"] or g.get("waitlist"))}
         changes = []
-        for week_doc in self._weeks_with(group_ids):
+        for week_doc in week_docs:
             def plan(doc, week_change, ids=group_ids):
                 for group_id in ids - kept:
                     if group_id not in week_change.indexes:
@@ -85,9 +89,7 @@ class GroupRemoval(WeeklyService):
         candidates = set(generated) - used
         if not candidates:
             return []
-        busy = {g["group_id"] for w in self._weeks_with(candidates) for g in w["groups"]
-                if g["group_id"] in candidates and (g["members"] or g.get("waitlist"))}
-        return sorted(str(g) for g in self.remove(candidates - busy, False, "generate"))
+        return sorted(str(g) for g in self.remove(candidates, False, "generate"))
 
     def _weeks_with(self, group_ids: set) -> list[dict]:
         return list(weeks().find({"school_id": self.school_id, "program_id": self.program.id,
@@ -204,14 +206,12 @@ class WeeklyEdits(WeeklyService):
         changes = {k: v for k, v in fields.items() if k in GROUP_FIELDS}
         if not changes:
             return group
-        for week_doc in self._weeks_of(program, group.id):
+        week_docs = self._weeks_of(program, group.id)
+        for week_doc in week_docs:  # all checked before any is changed
+            fits_in(week_doc, group.id, changes)
+        for week_doc in week_docs:  # and each again in its compare-and-set
             def plan(doc, week_change, gid=group.id):
-                snapshot = week_change.group(gid)
-                if len(snapshot["members"]) > changes.get("max_size", snapshot["max_size"]):
-                    raise Conflict(
-                        f"Week {doc['week_number']} holds {len(snapshot['members'])} members, "
-                        f"more than {changes['max_size']}.", code="group_too_small",
-                        details={"week_number": doc["week_number"]})
+                fits_in(doc, gid, changes)
                 week_change.set_group(gid, **changes)
             WeekChange(self, program.id, week_doc["week_number"], "edit").run(plan)
         before = {k: getattr(group, k) for k in changes}
@@ -248,7 +248,7 @@ class WeeklyEdits(WeeklyService):
 
     def _weeks_of(self, program: Program, group_id) -> list[dict]:
         return list(weeks().find({"school_id": self.school_id, "program_id": program.id,
-                                  "groups.group_id": group_id}, {"week_number": 1}))
+                                  "groups.group_id": group_id}, WEEK_FIELDS))
 
     # ---- students
 
@@ -314,3 +314,12 @@ def close_empty_week(week: dict) -> dict:
                        f"before shortening the program.", code="weeks_hold_members",
                        details={"week_number": week["week_number"], "members": held})
     return {"$set": {"closed": True}}
+
+
+def fits_in(week: dict, group_id, changes: dict) -> None:
+    """409 `group_too_small` when the group holds more members that week than its new size."""
+    snapshot = next(g for g in week["groups"] if g["group_id"] == group_id)
+    if len(snapshot["members"]) > changes.get("max_size", snapshot["max_size"]):
+        raise Conflict(f"Week {week['week_number']} holds {len(snapshot['members'])} "
+                       f"members, more than {changes['max_size']}.", code="group_too_small",
+                       details={"week_number": week["week_number"]})

@@ -186,7 +186,7 @@ class WeekChange:
         self._start(week)
         plan(week, self)
         self._seat_waiting()
-        if not self.records and not self.touched:
+        if not self.records and not self.touched and not self.regrouped:
             return None
         if not self.regrouped:
             # only the groups touched (a week may hold thousands of members); their indexes

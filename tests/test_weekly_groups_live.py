@@ -252,3 +252,69 @@ def test_parallel_advances_move_one_week_each(live):
     headers = world.headers("admin")
     responses = parallel(3, lambda _: requests.post(url, headers=headers))
     assert sorted(r.json()["current_week"] for r in responses) == [2, 3, 4]
+
+
+def _post_swap(live, headers, program, a, b, week=1):
+    return requests.post(live.url(live.world.url(f"/programs/{program.id}/weeks/{week}/swaps")),
+                         json={"student_a": str(a["id"]), "student_b": str(b["id"])},
+                         headers=headers, timeout=60)
+
+
+def test_parallel_swaps_between_two_full_groups_never_overfill_them(live):
+    world = live.world
+    wg, moves = manager(world), movers(world)
+    program = wg.create_program(name="Swaps", max_weeks=1)
+    left = wg.create_group(program.id, "Left", "Blue", max_size=4)
+    right = wg.create_group(program.id, "Right", "Blue", max_size=4)
+    lefts = [wg.add_student(program.id, f"Left {i}") for i in range(4)]
+    rights = [wg.add_student(program.id, f"Right {i}") for i in range(4)]
+    outsiders = [wg.add_student(program.id, f"Outside {i}") for i in range(4)]
+    moves.move_students(program.id, 1, [s["id"] for s in lefts], left.id)
+    moves.move_students(program.id, 1, [s["id"] for s in rights], right.id)
+    headers = world.headers("staff")
+
+    def call(i):
+        if i < 4:  # distinct pairs between the two full groups
+            return _post_swap(live, headers, program, lefts[i], rights[i])
+        return _post_move(live, headers, program, outsiders[i - 4], (left, right)[i % 2].id)
+
+    responses = parallel(8, call)
+
+    assert Counter(r.status_code for r in responses[:4]) == {200: 4}
+    assert Counter(r.status_code for r in responses[4:]) == {409: 4}
+    assert _codes(responses[4:]) == {"group_full"}
+    members = _members(program)
+    assert set(members[left.id]) == {s["id"] for s in rights}
+    assert set(members[right.id]) == {s["id"] for s in lefts}
+    changes = requests.get(live.url(world.url(f"/programs/{program.id}/changes")),
+                           headers=headers, timeout=60).json()["items"]
+    assert [c["reason"] for c in changes] == ["swap"] * 4 + ["move"] * 2
+    _invariants_hold()
+
+
+def test_parallel_waitlisting_then_seats_freed_seat_the_first_waiting(live):
+    world = live.world
+    wg, moves = manager(world), movers(world)
+    program = wg.create_program(name="Queue", max_weeks=1)
+    full = wg.create_group(program.id, "Full", "Blue", max_size=3)
+    spare = wg.create_group(program.id, "Spare", "Blue", max_size=20)
+    seated = [wg.add_student(program.id, f"Seated {i}") for i in range(3)]
+    waiting = [wg.add_student(program.id, f"Waiting {i:02d}") for i in range(10)]
+    moves.move_students(program.id, 1, [s["id"] for s in seated], full.id)
+    headers = world.headers("staff")
+
+    queued = parallel(10, lambda i: requests.post(
+        live.url(world.url(f"/programs/{program.id}/weeks/1/moves")),
+        json={"student_ids": [str(waiting[i]["id"])], "group_id": str(full.id),
+              "waitlist": True}, headers=headers, timeout=60))
+    assert Counter(r.status_code for r in queued) == {202: 10}
+    url = live.url(world.url(f"/programs/{program.id}/weeks/1/groups/{full.id}/waitlist"))
+    order = [s["id"] for s in requests.get(url, headers=headers, timeout=60).json()["students"]]
+    assert sorted(order) == sorted(str(s["id"]) for s in waiting)
+
+    freed = parallel(3, lambda i: _post_move(live, headers, program, seated[i], spare.id))
+    assert Counter(r.status_code for r in freed) == {200: 3}
+    assert [str(s) for s in _members(program)[full.id]] == order[:3]
+    left = [s["id"] for s in requests.get(url, headers=headers, timeout=60).json()["students"]]
+    assert left == order[3:]
+    _invariants_hold()
