@@ -1,9 +1,9 @@
 """The timetable by date in a staff member's iCalendar feed (RFC 5545).
 
-The weekly events stay as they are (one recurring event per lesson); a date's changes are
-added beside them, so a calendar app shows the day as it really is:
+The weekly series stay as they are (service/calendar_ical.py: one per lesson and term); a
+date's changes are added beside them, so a calendar app shows the day as it really is:
 - the staff member's own lesson cancelled, or given to a cover teacher: an override of that
-  occurrence (same UID, RECURRENCE-ID) with STATUS:CANCELLED;
+  occurrence (the UID of the series holding the date, RECURRENCE-ID) with STATUS:CANCELLED;
 - their own lesson moved to another room: an override with the new LOCATION;
 - a lesson they cover: a single event of its own.
 With the A/B rotation a lesson of one week recurs every second week from its first week.
@@ -19,7 +19,6 @@ from icalendar import Event
 from documents.timetable import Assignment, Period
 from documents.timetable_cover import DatedChange
 from service.calendar import as_datetime, rotation_week
-from service.timetable import minutes_of
 from service.timetable_cover import changes_of, day_slots, period_label, week_marker
 from service.timetable_slots import assignments_of, slots
 
@@ -38,14 +37,10 @@ def first_lesson_day(assignment: Assignment, school_calendar) -> tuple[date, int
     return (first if week == marker else first + timedelta(days=7)), 2
 
 
-def occurrence_start(day: date, period: Period) -> datetime:
-    return datetime.combine(day, datetime.min.time()) + timedelta(
-        minutes=minutes_of(period.start_time))
-
-
 def add_dated_events(calendar, school_id, staff_id, own: list[Assignment], periods: dict,
-                     school_calendar, stamp: datetime) -> None:
-    """Add the overrides and cover events of the staff member (two round trips)."""
+                     times, stamp: datetime) -> None:
+    """Add the overrides and cover events of the staff member (two round trips). `times`
+    (service.calendar_ical.LessonTimes) places a date in the school's zone and in a series."""
     since = as_datetime(stamp.date() - timedelta(days=LOOKBACK_DAYS))
     changes = changes_of(day_slots().find({
         "school_id": school_id, "date": {"$gte": since},
@@ -59,11 +54,13 @@ def add_dated_events(calendar, school_id, staff_id, own: list[Assignment], perio
         for dated in found:
             if dated.cover_staff_id == staff_id and dated.assignment_id in covered:
                 calendar.add_component(_cover_event(covered[dated.assignment_id], dated, day,
-                                                    period, stamp))
+                                                    period, times, stamp))
             elif dated.assignment_id in lessons:
                 lesson = lessons[dated.assignment_id]
-                if day >= first_lesson_day(lesson, school_calendar)[0]:
-                    calendar.add_component(_override(lesson, dated, day, period, stamp))
+                series = times.series_on(lesson, day)
+                if series is not None:  # else the lesson does not recur that day
+                    calendar.add_component(_override(lesson, series.uid, dated, day, period,
+                                                     times, stamp))
 
 
 def _covered_lessons(school_id, changes: dict, staff_id) -> dict:
@@ -80,20 +77,21 @@ def _summary(lesson: Assignment, period: Period) -> str:
     return lesson.activity_name or ", ".join(classes) or period.period_name
 
 
-def _timed(event: Event, day: date, period: Period, stamp: datetime) -> Event:
-    start = occurrence_start(day, period)
+def _timed(event: Event, day: date, period: Period, times, stamp: datetime) -> Event:
+    start = times.at(day, period)
     event.add("dtstamp", stamp.replace(tzinfo=UTC))
     event.add("dtstart", start)
     event.add("dtend", start + timedelta(minutes=period.duration_minutes))
     return event
 
 
-def _override(lesson: Assignment, dated: DatedChange, day: date, period: Period,
-              stamp: datetime) -> Event:
+def _override(lesson: Assignment, uid: str, dated: DatedChange, day: date, period: Period,
+              times, stamp: datetime) -> Event:
     event = Event()
-    event.add("uid", f"{lesson.id}@rota")
-    event.add("recurrence-id", occurrence_start(day, period))
-    _timed(event, day, period, stamp)
+    event.add("uid", uid)
+    event.add("sequence", lesson.version or 0)
+    event.add("recurrence-id", times.at(day, period))
+    _timed(event, day, period, times, stamp)
     rooms = sorted({c.room_number for c in lesson.classes if c.room_number})
     if dated.action == "room":
         event.add("summary", _summary(lesson, period))
@@ -110,10 +108,10 @@ def _override(lesson: Assignment, dated: DatedChange, day: date, period: Period,
 
 
 def _cover_event(lesson: Assignment, dated: DatedChange, day: date, period: Period,
-                 stamp: datetime) -> Event:
+                 times, stamp: datetime) -> Event:
     event = Event()
     event.add("uid", f"cover-{lesson.id}-{day.isoformat()}@rota")
-    _timed(event, day, period, stamp)
+    _timed(event, day, period, times, stamp)
     event.add("summary", f"Cover: {_summary(lesson, period)}")
     rooms = [dated.room] if dated.room else sorted(
         {c.room_number for c in lesson.classes if c.room_number})

@@ -6,27 +6,23 @@ from __future__ import annotations
 import csv
 import io
 from collections import defaultdict
-from datetime import UTC, datetime, timedelta
-
-from icalendar import Calendar, Event
 
 from documents.accounts import User
 from documents.base import utcnow
 from documents.timetable import Assignment, Period, booking_keys
 from service.base import SchoolService
-from service.calendar import calendar_for_reading
+from service.calendar import school_timezone
+from service.calendar_ical import lessons_of, timetable_calendar
 from service.csv_cells import neutralised_row
 from service.errors import Forbidden, NotFound
 from service.ids import object_id
-from service.timetable import DAY_NAMES, minutes_of, settings_for_reading
-from service.timetable_dated_ical import add_dated_events, first_lesson_day
+from service.timetable import DAY_NAMES, settings_for_reading
 from service.timetable_slots import SLOT_FIELDS, assignments_of, clashes, slots
 
 OWN_STATUS = {"regular": "assigned", "self_allocated": "self_added",
               "peer_swap": "altered_received", "admin_override": "overridden"}
 # A slot whose assignment moved away from its original holder, as that holder sees it.
 GIVEN_AWAY_STATUS = {"peer_swap": "altered_sent", "admin_override": "overridden"}
-ICAL_DAYS = ("MO", "TU", "WE", "TH", "FR", "SA", "SU")
 CSV_COLUMNS = ("staff_id", "staff_name", "staff_email", "day_of_week", "day_name",
                "period_number", "period_name", "start_time", "end_time", "class_id", "subject",
                "room_number", "student_count", "assignment_type", "activity_name",
@@ -56,13 +52,7 @@ class TimetableViews(SchoolService):
                                            ).batch_size(BATCH))
 
     def _assignments_of(self, staff_id) -> list[Assignment]:
-        """The staff member's own assignments (a slot may hold two of them: weeks A and B)."""
-        mine = {"$eq": ["$$a.staff_id", staff_id]}
-        return assignments_of(slots().aggregate([
-            {"$match": {"school_id": self.school_id, "assignments.staff_id": staff_id}},
-            {"$project": {**SLOT_FIELDS, "assignments": {
-                "$filter": {"input": "$assignments", "as": "a", "cond": mine}}}},
-        ], batchSize=BATCH))
+        return lessons_of(self.school_id, staff_id)
 
     # the week grid
 
@@ -197,51 +187,8 @@ class TimetableViews(SchoolService):
     # iCalendar
 
     def export_ics(self, staff_id) -> bytes:
-        """RFC 5545: one weekly recurring event per assignment of an active period, at the
-        period's local (floating) time, from the first such weekday on or after the day the
-        assignment was created."""
+        """RFC 5545, in the school's time zone: one weekly series per lesson and term, with
+        the dated changes (service/calendar_ical.py builds it, for the feed URLs too)."""
         staff = self._staff_member(staff_id)
-        periods = {p.id: p for p in self._active_periods(settings_for_reading(self.school_id))}
-        calendar = Calendar()
-        calendar.add("prodid", "-//Rota//Timetable//EN")
-        calendar.add("version", "2.0")
-        calendar.add("calscale", "GREGORIAN")
-        calendar.add("x-wr-calname", f"Timetable of {staff.name}")
-        stamp = utcnow()
-        school_calendar = calendar_for_reading(self.school_id)
-        own = self._assignments_of(staff.id)
-        for assignment in own:
-            period = periods.get(assignment.period_id)
-            if period is not None:
-                calendar.add_component(self._event(assignment, period, stamp, school_calendar))
-        # the timetable by date: cancellations, covers and room moves (see that module)
-        add_dated_events(calendar, self.school_id, staff.id, own, periods, school_calendar,
-                         stamp)
-        return calendar.to_ical()
-
-    @staticmethod
-    def _event(assignment: Assignment, period: Period, stamp: datetime,
-               school_calendar) -> Event:
-        first_day, interval = first_lesson_day(assignment, school_calendar)
-        start = datetime.combine(first_day, datetime.min.time()) + timedelta(
-            minutes=minutes_of(period.start_time))
-        event = Event()
-        event.add("uid", f"{assignment.id}@rota")
-        event.add("dtstamp", stamp.replace(tzinfo=UTC))
-        event.add("dtstart", start)
-        event.add("dtend", start + timedelta(minutes=period.duration_minutes))
-        event.add("rrule", {"freq": "weekly", "byday": [ICAL_DAYS[assignment.day_of_week]],
-                            **({"interval": interval} if interval > 1 else {})})
-        classes = [f"{c.subject} ({c.class_id})" for c in assignment.classes]
-        event.add("summary", assignment.activity_name or ", ".join(classes)
-                  or period.period_name)
-        rooms = sorted({c.room_number for c in assignment.classes if c.room_number})
-        if rooms:
-            event.add("location", ", ".join(rooms))
-        lines = [f"{period.period_name}: {period.start_time}-{period.end_time}"]
-        lines += [f"{c.class_id}: {c.subject}" + (f", room {c.room_number}" if c.room_number
-                                                   else "") for c in assignment.classes]
-        if assignment.description:
-            lines.append(assignment.description)
-        event.add("description", "\n".join(lines))
-        return event
+        return timetable_calendar(self.school_id, staff.id, f"Timetable of {staff.name}",
+                                  school_timezone(self.school_id), utcnow()).to_ical()

@@ -4,7 +4,7 @@ room moves for one date, the dated grid, notifications and audit."""
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
 from icalendar import Calendar
@@ -226,7 +226,7 @@ def test_the_ical_feeds_show_a_dates_changes_beside_the_unchanged_weekly_events(
     events = ical_events(school, school.teacher)
     assert weekly_events(events) == before
     (override,) = [e for e in events if "RECURRENCE-ID" in e]
-    third = datetime.combine(monday, time(9, 40))
+    third = datetime.combine(monday, time(9, 40), tzinfo=UTC)  # the school's zone
     assert str(override["UID"]) == f"{school.third['id']}@rota"
     assert override.decoded("RECURRENCE-ID") == third
     assert str(override["STATUS"]) == "CANCELLED"
