@@ -85,6 +85,15 @@ def api_key_rate_limit() -> int:
     return int(value)
 
 
+def calendar_feed_rate_limit() -> int:
+    """Reads of one calendar feed URL a minute (calendar apps poll every few minutes)."""
+    value = os.environ.get("ROTA_CALENDAR_FEED_RATE_LIMIT", "60")
+    if not value.strip().isdigit() or int(value) < 1:
+        raise _invalid("ROTA_CALENDAR_FEED_RATE_LIMIT", "a whole number of requests per "
+                       "minute, 1 or more", value)
+    return int(value)
+
+
 def cors_origins() -> list[str]:
     """Origins allowed to call the API from a browser; none by default (no CORS headers)."""
     value = os.environ.get("ROTA_CORS_ORIGINS", "")
@@ -121,6 +130,7 @@ def validate() -> None:
     metrics_token()
     log_level()
     api_key_rate_limit()
+    calendar_feed_rate_limit()
     cors_origins()
     trusted_proxies()
     integrations()
@@ -181,6 +191,7 @@ def load(overrides: dict | None = None) -> dict:
         "ROTA_METRICS_TOKEN": metrics_token(),
         "ROTA_LOG_LEVEL": log_level(),
         "ROTA_API_KEY_RATE_LIMIT": api_key_rate_limit(),
+        "ROTA_CALENDAR_FEED_RATE_LIMIT": calendar_feed_rate_limit(),
         "ROTA_CORS_ORIGINS": cors_origins(),
         "ROTA_TRUSTED_PROXIES": trusted_proxies(),
         "JWT_ACCESS_TOKEN_EXPIRES": timedelta(minutes=access_token_minutes()),

@@ -40,6 +40,9 @@ UNSHARDED = {
                 "company-wide account's keys have none)",
     "api_key_windows": "a key's request count per minute, found by _id before any school is "
                        "known; expire by TTL",
+    "calendar_feeds": "found by the hash of the token in a feed URL, which calendar apps "
+                      "send without a bearer, before any school is known; one per person",
+    "calendar_feed_windows": "a feed's request count per minute, found by _id; expire by TTL",
     "notifications": "read by their recipient, and a company admin's span schools",
     "idempotency_keys": "a caller's keys, read by _id (caller and key) before any school is "
                         "known, also on routes without one; short-lived (TTL, 24 h)",
