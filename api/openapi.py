@@ -424,19 +424,47 @@ USER = {"id": STAFF_ID, "email": "ada@example.org", "name": "Ada Lovelace", "rol
 CLASS = {"class_id": "10-A", "subject": "Mathematics", "room_number": "R101",
          "student_count": 28}
 
-# operationId -> (request body example, success response example); filled in only where the
-# response example is given in full (tests check them against the schemas).
+MODULES = {"timetable": True, "weekly_groups": False, "tracks": True, "team_rosters": False}
+SCHOOL = {"id": SCHOOL_ID, "company_id": COMPANY_ID, "name": "Northfield Academy",
+          "code": "NFA", "timezone": "Europe/London", "modules": MODULES, "created_at": WHEN}
+PERIOD = {"id": PERIOD_ID, "period_number": 1, "period_name": "Period 1",
+          "start_time": "08:30", "end_time": "09:20", "duration_minutes": 50,
+          "is_active": True}
+ASSIGNMENT = {
+    "id": ASSIGNMENT_ID, "staff_id": STAFF_ID, "period_id": PERIOD_ID, "day_of_week": 0,
+    "week": None, "classes": [CLASS], "assignment_type": "regular", "is_locked": False,
+    "locked": False, "original_staff_id": None, "override_notes": None,
+    "swap_request_id": None, "activity_name": None, "description": None,
+    "locked_reason": None, "locked_by": None, "locked_at": None, "created_by": COMPANY_ID,
+    "updated_by": None, "exchange_request_id": None, "version": 1, "created_at": WHEN,
+    "updated_at": WHEN}
+SLOT = {key: PERIOD[key] for key in ("period_number", "period_name", "start_time",
+                                     "end_time")}
+GRID = {"staff": {"id": STAFF_ID, "name": "Ada Lovelace", "email": "ada@example.org",
+                  "department": "Mathematics"},
+        "periods": [PERIOD],
+        "days": [{"day_of_week": 0, "slots": [{"period_id": PERIOD_ID, **SLOT,
+                                               "status": "assigned", "locked": False,
+                                               "assignment": ASSIGNMENT}]},
+                 {"day_of_week": 1, "slots": [{"period_id": PERIOD_ID, **SLOT,
+                                               "status": "empty", "locked": False,
+                                               "assignment": None}]}]}
+
+# operationId -> (request body example, success response example); tests check them against
+# the schemas.
 EXAMPLES = {
-    "login": ({"email": "ada@example.org", "password": "correct-horse-battery"}, None),
-    "createSchool": ({"name": "Northfield Academy", "code": "NFA"}, None),
+    "login": ({"email": "ada@example.org", "password": "correct-horse-battery"},
+              {"access_token": "eyJhbGciOi...", "refresh_token": "eyJhbGciOi...",
+               "user": USER}),
+    "createSchool": ({"name": "Northfield Academy", "code": "NFA"}, SCHOOL),
+    "setModules": (MODULES, SCHOOL),
     "createUser": ({"email": "ada@example.org", "name": "Ada Lovelace", "role": "staff",
                     "department": "Mathematics", "external_id": "T-0042"}, USER),
     "createPeriod": ({"period_number": 1, "period_name": "Period 1", "start_time": "08:30",
-                      "end_time": "09:20"}, None),
+                      "end_time": "09:20"}, PERIOD),
     "createAssignment": ({"staff_id": STAFF_ID, "period_id": PERIOD_ID, "day_of_week": 0,
-                          "classes": [CLASS]}, None),
-    "setModules": ({"timetable": True, "weekly_groups": False, "tracks": True,
-                    "team_rosters": False}, None),
+                          "classes": [CLASS]}, ASSIGNMENT),
+    "staffGrid": (None, GRID),
 }
 
 
