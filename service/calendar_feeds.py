@@ -63,45 +63,51 @@ class CalendarFeeds:
 
     def token(self) -> str:
         """The token of the caller's feed, made on first use."""
-        feed = CalendarFeed.objects(user_id=self.actor.user_id).first() or self._create()
-        token = feed_token(self.key, feed.id, feed.nonce)
-        if token_hash(token) != feed.token_hash:  # the server key changed since
-            self._store(feed, feed.nonce, "rekey")
-        return token
+        feed = self._feed() or self._create()
+        if token_hash(self._token_of(feed)) != feed.token_hash:  # the server key changed
+            feed = self._store(feed, feed.nonce, "rekey")
+        return self._token_of(feed)
 
     def rotate(self) -> str:
         """A new token; the old one answers 404 from now on."""
-        feed = CalendarFeed.objects(user_id=self.actor.user_id).first()
-        if feed is None:
-            created = self._create()
-            return feed_token(self.key, created.id, created.nonce)
-        nonce = secrets.token_hex(16)
-        self._store(feed, nonce, "rotate")
-        return feed_token(self.key, feed.id, nonce)
+        feed = self._feed()
+        feed = self._create() if feed is None else self._store(feed, secrets.token_hex(16),
+                                                                "rotate")
+        return self._token_of(feed)
 
     def revoke(self) -> None:
         """The feed is deleted (its URL answers 404); a later GET makes a new one."""
-        feed = CalendarFeed.objects(user_id=self.actor.user_id).first()
+        feed = self._feed()
         if feed is not None and CalendarFeed.objects(id=feed.id).delete():
             self._audit("revoke", feed)
 
     def _create(self) -> CalendarFeed:
         feed = CalendarFeed(id=ObjectId(), user_id=self.actor.user_id,
                             school_id=self.actor.school_id, nonce=secrets.token_hex(16))
-        feed.token_hash = token_hash(feed_token(self.key, feed.id, feed.nonce))
+        feed.token_hash = token_hash(self._token_of(feed))
         try:
             feed.save(force_insert=True)
         except NotUniqueError:  # a parallel first request made it
-            return CalendarFeed.objects(user_id=self.actor.user_id).first()
+            return self._feed()
         self._audit("create", feed)
         return feed
 
-    def _store(self, feed: CalendarFeed, nonce: str, action: str) -> None:
-        """One update of the hash (and nonce): the old token stops at once."""
-        new_hash = token_hash(feed_token(self.key, feed.id, nonce))
-        CalendarFeed.objects(id=feed.id).update_one(
-            set__nonce=nonce, set__token_hash=new_hash, set__rotated_at=utcnow())
-        self._audit(action, feed)
+    def _feed(self) -> CalendarFeed | None:
+        return CalendarFeed.objects(user_id=self.actor.user_id).first()
+
+    def _token_of(self, feed: CalendarFeed) -> str:
+        return feed_token(self.key, feed.id, feed.nonce)
+
+    def _store(self, feed: CalendarFeed, nonce: str, action: str) -> CalendarFeed:
+        """One update of the hash (and nonce), the old token stopping at once; conditional on
+        the hash read, so of parallel rotations one wins and every caller gets its URL."""
+        stored = CalendarFeed.objects(id=feed.id, token_hash=feed.token_hash).modify(
+            new=True, set__nonce=nonce, set__rotated_at=utcnow(),
+            set__token_hash=token_hash(feed_token(self.key, feed.id, nonce)))
+        if stored is None:  # another request rotated or revoked it meanwhile
+            return self._feed() or self._create()
+        self._audit(action, stored)
+        return stored
 
     def _audit(self, action: str, feed: CalendarFeed) -> None:
         # No secret in the trail: the feed's id and owner only.

@@ -10,9 +10,11 @@ from zoneinfo import ZoneInfo
 
 import icalendar
 import pytest
+import requests
 
 from documents.accounts import User
 from documents.audit import AuditEvent
+from tests.helpers import parallel
 from tests.test_timetable import MONDAY, assign, make_periods
 from tests.test_timetable_exports import fill_school
 
@@ -274,3 +276,39 @@ def test_a_feed_is_a_constant_number_of_round_trips_whatever_the_size(
     large = fill_school(world, periods, 100 if backend == "mongomock" else 20)
     large_count = feed_round_trips(client, roundtrips, feed_path(client, world, large[-1]), 24)
     assert small_count == large_count <= 9
+
+
+def test_a_new_server_key_moves_the_url_and_the_old_one_stops(app, client, world,
+                                                                monkeypatch):
+    old = feed_path(client, world)
+    monkeypatch.setitem(app.config, "JWT_SECRET_KEY", "another-secret-" + "k" * 40)
+    new = feed_path(client, world)
+    assert new != old and client.get(old).status_code == 404
+    read(client, new)
+    assert feed_path(client, world) == new
+    assert AuditEvent.objects(entity_type="calendar_feed", action="rekey").count() == 1
+
+
+@pytest.mark.integration
+def test_parallel_first_reads_and_rotations_leave_one_working_url(live):
+    world = live.world
+    headers = world.headers("staff")
+
+    def show(_):
+        return requests.get(live.url("/api/v1/calendar/feed"), headers=headers,
+                            timeout=30).json()["url"]
+
+    def rotate(_):
+        response = requests.post(live.url("/api/v1/calendar/feed/rotate"), headers=headers,
+                                 timeout=30)
+        assert response.status_code == 200, response.text
+        return response.json()["url"]
+
+    assert len(set(parallel(8, show))) == 1  # made once
+    rotated = set(parallel(8, rotate))
+    current = show(0)
+    working = {url for url in rotated | {current}
+               if requests.get(url, timeout=30).status_code == 200}
+    assert working == {current}
+    assert AuditEvent.objects(entity_type="calendar_feed", actor_id=world.staff.id,
+                              action="create").count() == 1
