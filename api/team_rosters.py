@@ -396,9 +396,9 @@ class StudentTeamSchema(BaseSchema):
     """The team version a student was in for one evaluation (or, without `evaluation_id`,
     a current team no evaluation of theirs links yet)."""
 
-    evaluation_id = Id()
-    evaluation_title = fields.String()
-    evaluation_status = fields.String()
+    evaluation_id = Id(metadata={"optional": True})
+    evaluation_title = fields.String(metadata={"optional": True})
+    evaluation_status = fields.String(metadata={"optional": True})
     project_id = Id()
     project_team_id = Id()
     version = fields.Integer(metadata={"description": "the team version"})

@@ -75,4 +75,6 @@ class TrackCourses(TrackService):
 def course_view(stored: dict) -> dict:
     return {"id": stored["_id"], "track_id": stored["track_id"], "title": stored["title"],
             "description": stored.get("description"), "position": stored.get("position", 0),
-            "modules": stored.get("modules") or [], "created_at": stored.get("created_at")}
+            "modules": [{"title": module.get("title"), "kind": module.get("kind"),
+                         "url": module.get("url")} for module in stored.get("modules") or []],
+            "created_at": stored.get("created_at")}
