@@ -22,7 +22,12 @@ CHECKED_MODULES = {
     "test_openapi", "test_isolation", "test_auth", "test_api_keys", "test_tenancy",
     "test_module_switches", "test_operations", "test_cors", "test_calendar", "test_import_jobs",
     "test_webhooks", "test_timetable", "test_weekly_groups", "test_projects", "test_tracks",
-    "test_team_rosters",
+    "test_team_rosters", "test_timetable_alterations", "test_timetable_edits",
+    "test_timetable_exchanges", "test_timetable_exports", "test_timetable_findings",
+    "test_timetable_cover", "test_timetable_cover_ranking", "test_timetable_cover_suggestions",
+    "test_tracks_aggregate", "test_tracks_balancing", "test_tracks_rules",
+    "test_team_rosters_history", "test_team_rosters_split", "test_team_rosters_import",
+    "test_import_files", "test_import_framework", "test_import_users",
 }
 _db_names = itertools.count()
 
