@@ -121,8 +121,8 @@ class LessonTimes:
         return datetime.combine(series.last, DAY_END, tzinfo=self.zone).astimezone(UTC)
 
     def holiday_range(self, today: date) -> tuple[date, date]:
-        """The days whose holidays can be an EXDATE (older ones do not matter to a calendar
-        app when the school has no terms)."""
+        """The days whose holidays may be an EXDATE: those of the terms shown, or without
+        terms from LOOKBACK_DAYS ago on (older ones matter to no calendar app)."""
         if not self.spans:
             return today, today
         start = self.spans[0].start
@@ -156,7 +156,9 @@ def timetable_calendar(school_id, staff_id, title: str, zone: ZoneInfo,
     first = today - timedelta(days=LOOKBACK_DAYS)  # the dated changes shown
     for lesson in own:
         period = periods.get(lesson.period_id)
-        for series in times.series_of(lesson) if period is not None else ():
+        if period is None:  # a deleted period's lessons are off the timetable
+            continue
+        for series in times.series_of(lesson):
             calendar.add_component(series_event(lesson, period, series, times, holidays, stamp))
             first = min(first, series.first)
     add_dated_events(calendar, school_id, staff_id, own, periods, times, stamp)
