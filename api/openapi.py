@@ -148,7 +148,8 @@ class RotaApi(Api):
                                                             "showCommonExtensions": True})
         super().init_app(app, **kwargs)
         # The docs page's own JavaScript and CSS (no CDN): a file route, not an API operation.
-        app.add_url_rule(f"{app.config['OPENAPI_URL_PREFIX']}/docs/assets/<path:filename>",
+        prefix = (app.config.get("OPENAPI_URL_PREFIX") or "").rstrip("/")
+        app.add_url_rule(f"{prefix}/docs/assets/<path:filename>",
                          "docs_asset", docs_asset, methods=["GET"])
 
     def openapi(self) -> dict:
