@@ -23,16 +23,20 @@ from documents.weekly_groups import Group, Program, ProgramStudent
 from service import audit
 from service.context import SchoolContext
 from service.imports import CREATED, REJECTED, UNCHANGED, UPDATED, Row, RowResult
+from service.weekly_groups_changes import record_change_set
 from service.weekly_groups_weeks import (
     STUDENT_FIELDS,
     WEEK_FIELDS,
     WeekChange,
     WeeklyService,
+    add_groups,
+    group_snapshot,
     weeks,
 )
 
 ENTITY = "program_student"
 IN_CHUNK = 100
+MAX_GROUP_SIZE = 200
 
 # ------------------------------------------------------------------------- students
 
@@ -173,10 +177,13 @@ class StudentBatch:
 def import_group_memberships(ctx: SchoolContext, rows: list[Row],
                              dry_run: bool) -> list[RowResult]:
     """Place students in groups per week with the move rules: a group is never overfilled
-    (rows beyond its free seats are rejected; seats freed by students leaving it in the same
-    batch count from the next run) and a student is never in two groups in a week. Round
-    trips per batch: the programs, the groups, the students (in chunks), then per week it
-    touches one read and one compare-and-set, then the move log and the audit."""
+    and a student is never in two groups in a week. Capacity is checked on the week as the
+    whole batch leaves it (all rows of a week come in one batch), so a file swapping two
+    students between two full groups is applied as a swap; rows beyond a group's seats are
+    rejected, the last first. An empty `group` takes the student out of their group; a
+    `group` the program lacks is created when the row gives its `max_size`. Round trips per
+    batch: the programs, the groups, the students (in chunks), the groups created, then per
+    week one read and one compare-and-set, then the move log, the change set and the audit."""
     batch = MembershipBatch(ctx, rows)
     by_week: dict[tuple, list] = defaultdict(list)
     for row in rows:
@@ -186,6 +193,8 @@ def import_group_memberships(ctx: SchoolContext, rows: list[Row],
         else:
             by_week[(outcome[0], outcome[1])].append((row, *outcome[2:]))
     service = WeeklyService(ctx)
+    if not dry_run:
+        batch.create_groups(service)
     records: list[dict] = []
     for (program_id, week), placements in by_week.items():
         change, plan = WeekChange(service, program_id, week, "import"), partial(
@@ -194,6 +203,7 @@ def import_group_memberships(ctx: SchoolContext, rows: list[Row],
             change.plan_on(service.load_week(program_id, week), plan)
         else:
             change.run(plan)
+            record_change_set(service, program_id, "import", [change])
             records += change.records
     if records:  # one event naming the students placed (the move log has each change)
         audit.record_many([audit.bulk_event(ctx.actor, ctx.school_id, "import", ENTITY,
@@ -208,16 +218,16 @@ class MembershipBatch:
         school = ctx.school_id
         self.results: dict[int, RowResult] = {}
         self.programs = _programs_by_name(ctx)
-        self.groups = {(g["program_id"], g["base_name"]): g["_id"]
-                       for g in Group.objects.for_school(school).filter(
-                           base_name__in=list({r.values["group"] for r in rows})).only(
-                           "program_id", "base_name").as_pymongo()}
+        self.groups = {(g["program_id"], g["base_name"]): g for g in Group.objects.for_school(
+            school).filter(base_name__in=list({r.values.get("group", "") for r in rows}))
+            .as_pymongo()}
         self.students = {s["customer_id"]: s for s in students_by_key(
             ctx, [f"c:{r.values['customer_id']}" for r in rows], "customer_key",
             *STUDENT_FIELDS).values()}
+        self.new_groups: dict[tuple, dict] = {}  # (program id, base name) -> group to create
 
     def resolve(self, row: Row):
-        """A RowResult (rejected), or (program id, week, group id, student id)."""
+        """A RowResult (rejected), or (program id, week, group or None, student)."""
         values, key = row.values, _membership_key(row)
         program = self.programs.get(values["program"])
         if program is None:
@@ -231,29 +241,108 @@ class MembershipBatch:
         if student is None or student["program_id"] != program.id:
             return RowResult(row.line, REJECTED, f"no student with customer_id "
                              f"{values['customer_id']!r} in the program", key)
-        return program.id, week, self.groups.get((program.id, values["group"])), student["_id"]
+        if (student.get("first_week") or 1) > week:
+            return RowResult(row.line, REJECTED, f"the student is not yet enrolled in week "
+                             f"{week} (joins in week {student['first_week']})", key)
+        if not row.gives("group"):
+            return RowResult(row.line, REJECTED, "the file has no group column", key)
+        name = values.get("group")
+        if not name:  # an empty group: out of their group that week
+            return program.id, week, None, student["_id"]
+        group = self.groups.get((program.id, name)) or self._new_group(program, row)
+        if isinstance(group, RowResult):
+            return group
+        return program.id, week, group, student["_id"]
+
+    def _new_group(self, program: Program, row: Row):
+        """The group a row with `max_size` creates (once per batch), else a rejection."""
+        name, size = row.values["group"], row.values.get("max_size")
+        if not size:
+            return RowResult(row.line, REJECTED, f"no group {name!r} in the program (give "
+                             f"max_size to create it)", _membership_key(row))
+        if not size.isdigit() or not 1 <= int(size) <= MAX_GROUP_SIZE:
+            return RowResult(row.line, REJECTED, f"bad max_size {size!r}: 1 to "
+                             f"{MAX_GROUP_SIZE}", _membership_key(row))
+        return self.new_groups.setdefault((program.id, name), {
+            "_id": ObjectId(), "school_id": program.school_id, "program_id": program.id,
+            "base_name": name, "ability_level": None, "max_size": int(size),
+            "generated": False, "created_at": utcnow(), "max_weeks": program.max_weeks,
+            "new": True})
+
+    def create_groups(self, service: WeeklyService) -> None:
+        """The groups the batch names with a `max_size`, in every week of their program (a
+        parallel run creating one first: its group is used). Before the week changes, as
+        `POST groups` does: a crash in between leaves an empty group."""
+        if not self.new_groups:
+            return
+        documents = [{k: v for k, v in g.items() if k not in ("max_weeks", "new")}
+                     for g in self.new_groups.values()]
+        insert_unique(Group._get_collection(), documents)
+        stored = {(g["program_id"], g["base_name"]): g for g in Group.objects.for_school(
+            service.school_id).filter(base_name__in=[g["base_name"] for g in documents])
+            .as_pymongo()}
+        for key, wanted in self.new_groups.items():
+            wanted.update(_id=stored[key]["_id"], max_size=stored[key]["max_size"], new=False)
+            add_groups(service.school_id, key[0], [stored[key]],
+                       range(1, wanted["max_weeks"] + 1))
+        audit.record_many([audit.bulk_event(service.actor, service.school_id, "import_create",
+                                            "weekly_group", [g["_id"] for g in documents])])
 
     def apply(self, placements: list, week_doc: dict, change: WeekChange) -> None:
         """The week's rows on the document as read; their results (again when the
-        compare-and-set lost a race and plans anew)."""
-        free = {g["group_id"]: g["max_size"] - len(g["members"]) for g in week_doc["groups"]}
+        compare-and-set lost a race and plans anew). Capacity is that of the week as the
+        batch leaves it: seats freed by rows moving students out count for rows moving
+        others in; while a group would end over its size, its last row in is rejected."""
         week = week_doc["week_number"]
-        for row, group_id, student_id in placements:
+        wanted = []  # (row, group id, student id) that move someone
+        for row, group, student_id in placements:
             key = _membership_key(row)
-            if group_id not in free:
-                result = RowResult(row.line, REJECTED, f"no group {row.values['group']!r} in "
-                                   f"week {week} of the program", key)
+            group_id = group["_id"] if group else None
+            if group is not None and group.get("new"):
+                change.add_group(group_snapshot(group))  # a dry run: it is not created yet
+            if group is not None and group_id not in change.indexes:
+                self.results[row.line] = RowResult(
+                    row.line, REJECTED, f"group {row.values['group']!r} starts in a later "
+                    f"week than week {week}", key)
             elif change.current.get(student_id) == group_id:
-                result = RowResult(row.line, UNCHANGED, key=key)
-            elif free[group_id] <= 0:
-                result = RowResult(row.line, REJECTED, f"group {row.values['group']!r} is "
-                                   f"full in week {week}", key)
+                self.results[row.line] = RowResult(row.line, UNCHANGED, key=key)
             else:
-                free[group_id] -= 1
-                status = UPDATED if change.current.get(student_id) else CREATED
-                change.place(student_id, group_id)
-                result = RowResult(row.line, status, key=key)
-            self.results[row.line] = result
+                wanted.append((row, group_id, student_id))
+        for row, group_id, student_id in self._fitting(wanted, change, week):
+            status = UPDATED if change.current.get(student_id) else CREATED
+            change.place(student_id, group_id)
+            self.results[row.line] = RowResult(row.line, status, key=_membership_key(row))
+
+    def _fitting(self, wanted: list, change: WeekChange, week: int) -> list:
+        """The rows that fit once the batch is applied; the others rejected (the last row
+        into an overfilled group first, until every group fits)."""
+        count = {g["group_id"]: len(g["members"]) for g in change.groups}
+        entering = defaultdict(list)
+        for entry in wanted:
+            row, group_id, student_id = entry
+            previous = change.current.get(student_id)
+            if previous is not None:
+                count[previous] -= 1
+            if group_id is not None:
+                count[group_id] += 1
+                entering[group_id].append(entry)
+        rejected = set()
+        over = [g for g in count if count[g] > change.group(g)["max_size"]]
+        while over:
+            group_id = over.pop()
+            while count[group_id] > change.group(group_id)["max_size"] and entering[group_id]:
+                row, _, student_id = entering[group_id].pop()
+                rejected.add(row.line)
+                self.results[row.line] = RowResult(row.line, REJECTED, f"group "
+                                                   f"{row.values['group']!r} is full in week "
+                                                   f"{week}", _membership_key(row))
+                count[group_id] -= 1
+                stays_in = change.current.get(student_id)
+                if stays_in is not None:
+                    count[stays_in] += 1
+                    if count[stays_in] > change.group(stays_in)["max_size"]:
+                        over.append(stays_in)
+        return [entry for entry in wanted if entry[0].line not in rejected]
 
 
 # ------------------------------------------------------------------------- exports

@@ -106,6 +106,28 @@ def test_memberships_respect_capacity_and_round_trip(world, swim, tmp_path):
     assert (back.code, back.count("unchanged")) == (0, 2)
 
 
+def test_a_nightly_swap_between_two_full_groups_lands_whatever_the_batch_size(world, swim,
+                                                                             tmp_path):
+    import_students(world, tmp_path, 4)
+    seated = [("Summer Swim", 1, "Beginner 1", "C0"), ("Summer Swim", 1, "Beginner 1", "C1"),
+              ("Summer Swim", 1, "Small 1", "C2"), ("Summer Swim", 1, "Small 1", "C3")]
+    header = (*MEMBERSHIP_HEADER, "max_size")
+    first = run("group-memberships", write_csv(tmp_path / "m.csv", header, [
+        (*row, 2) for row in seated]), world.school)
+    assert (first.code, first.count("created")) == (0, 4)  # Small 1 created, seating two
+    swap = [("Summer Swim", 1, "Small 1", "C0"), ("Summer Swim", 1, "Beginner 1", "C2"),
+            ("Summer Swim", 2, "", "C0")]
+    for attempt in range(2):  # a re-run of the same file changes nothing
+        outcome = run("group-memberships", write_csv(tmp_path / "swap.csv", MEMBERSHIP_HEADER,
+                                                     swap), world.school, batch_size=1)
+        assert outcome.code == 0, outcome.reasons()
+        assert outcome.count("updated") == (2, 0)[attempt]  # week 2: C0 was in no group
+        assert outcome.count("unchanged") == (1, 3)[attempt]
+    exported = export("group-memberships", world.school, tmp_path / "out.csv")
+    assert sorted((r["group"], r["customer_id"]) for r in exported) == [
+        ("Beginner 1", "C1"), ("Beginner 1", "C2"), ("Small 1", "C0"), ("Small 1", "C3")]
+
+
 def test_dry_run_writes_nothing(world, swim, tmp_path):
     rows = [("Summer Swim", "C1", "Mia", "", "", "")]
     before = AuditEvent.objects.count()

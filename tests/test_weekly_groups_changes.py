@@ -62,6 +62,22 @@ def test_unassigning_puts_students_back_among_the_unassigned(client, world):
     assert [s["name"] for s in week["unassigned_students"]] == ["Kid 000", "Kid 001"]
 
 
+def test_a_move_into_a_group_that_starts_later_says_so(client, world):
+    program = new_program(world, max_weeks=2)
+    manager(world).add_student(program.id, "Kid", "Red")
+    generated = client.post(world.url(f"/programs/{program.id}/groups/generate"),
+                            json={"week_number": 2}, headers=world.headers("admin")).json
+    later = generated["groups"][0]["group_id"]
+    kid = manager(world).list_students(program.id).items
+    response = post_move(client, world, program, 1, kid, later)
+    assert response.status_code == 422
+    assert response.json["error"]["code"] == "group_not_in_week"
+    assert "starts in a later week" in response.json["error"]["message"]
+    foreign = new_group(world, new_program(world, name="Other"), "Elsewhere")
+    other = post_move(client, world, program, 1, kid, str(foreign.id))
+    assert other.json["error"]["code"] == "group_not_in_program"
+
+
 # ------------------------------------------------------------------------- waitlist
 
 def test_a_full_group_waitlists_and_seats_the_first_waiting_when_a_seat_frees(client, world):

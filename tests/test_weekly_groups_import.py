@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from documents.weekly_groups import ProgramWeek
 from service.context import SYSTEM, SchoolContext
 from service.imports import CREATED, REJECTED, UNCHANGED, UPDATED, Row
 from service.weekly_groups_import import (
@@ -70,8 +71,6 @@ def test_a_customer_id_of_another_program_is_rejected(world, ctx):
 
 def _members(program, week=1) -> dict[str, list]:
     """base name -> the ids of the group's members that week, as stored."""
-    from documents.weekly_groups import ProgramWeek
-
     stored = ProgramWeek.objects.get(program_id=program.id, week_number=week)
     return {g.base_name: [m.student_id for m in g.members] for g in stored.groups}
 
@@ -112,9 +111,9 @@ def test_memberships_follow_the_move_rules(world, ctx):
     # moving someone out and re-importing: updated, and the seat counts stay true
     moved = import_group_memberships(ctx, rows(membership("K0", "Big"),
                                                membership("K2", "Small")), dry_run=False)
-    assert [r.status for r in moved] == [UPDATED, REJECTED]  # seat freed counts next run
+    assert [r.status for r in moved] == [UPDATED, CREATED]  # the seat freed in the batch
     assert [r.status for r in import_group_memberships(
-        ctx, rows(membership("K2", "Small")), dry_run=False)] == [CREATED]
+        ctx, rows(membership("K2", "Small")), dry_run=False)] == [UNCHANGED]
     kids = {s["customer_id"]: s["id"] for s in wg.list_students(program.id).items}
     assert _members(program) == {"Small": [kids["K1"], kids["K2"]], "Big": [kids["K0"]]}
     history = wg.history(program.id, wg.list_students(program.id).items[0]["id"])
@@ -140,3 +139,59 @@ def test_an_export_imports_back_unchanged(world, ctx):
     assert {r.status for r in import_students(ctx, rows(*students), False)} == {UNCHANGED}
     assert {r.status for r in import_group_memberships(ctx, rows(*memberships), False)} \
         == {UNCHANGED}
+
+
+def test_a_file_swapping_two_students_between_full_groups_is_applied_as_a_swap(world, ctx):
+    wg, program, small, big = _program_with_groups(world)
+    wg.create_group(program.id, "Other", "Blue", max_size=2)
+    import_group_memberships(ctx, rows(membership("K0", "Small"), membership("K1", "Small"),
+                                       membership("K2", "Other"), membership("K3", "Other")),
+                             dry_run=False)
+    swap = rows(membership("K0", "Other"), membership("K2", "Small"))
+    assert statuses(import_group_memberships(ctx, swap, dry_run=True)) == [UPDATED, UPDATED]
+    assert statuses(import_group_memberships(ctx, swap, dry_run=False)) == [UPDATED, UPDATED]
+    kids = {s["customer_id"]: s["id"] for s in wg.list_students(program.id).items}
+    members = _members(program)
+    assert (sorted(members["Small"]), sorted(members["Other"])) == (
+        sorted([kids["K1"], kids["K2"]]), sorted([kids["K3"], kids["K0"]]))
+    assert statuses(import_group_memberships(ctx, swap, dry_run=False)) == [UNCHANGED] * 2
+    # a third student into the full group has no seat: the last row in is rejected
+    crowded = import_group_memberships(ctx, rows(membership("K0", "Small"),
+                                                 membership("K3", "Small"),
+                                                 membership("K1", "Other")), dry_run=False)
+    assert [r.status for r in crowded] == [UPDATED, REJECTED, UPDATED]
+    assert "full" in crowded[1].reason
+
+
+def test_nightly_files_create_groups_and_take_students_out(world, ctx):
+    wg, program, small, big = _program_with_groups(world)
+    import_group_memberships(ctx, rows(membership("K0", "Small")), dry_run=False)
+    batch = rows({**membership("K1", "Fresh"), "max_size": "1"},
+                 {**membership("K2", "Fresh"), "max_size": "1"},
+                 membership("K3", "Unknown"),
+                 {**membership("K0", ""), "group": ""})
+    planned = statuses(import_group_memberships(ctx, batch, dry_run=True))
+    assert "Fresh" not in {g["base_name"] for g in wg.list_groups(program.id).items}
+    results = statuses(import_group_memberships(ctx, batch, dry_run=False))
+    assert results == planned
+    assert results[0] == CREATED and results[3] == UPDATED
+    assert results[1][0] == REJECTED and "full" in results[1][1]
+    assert results[2][0] == REJECTED and "max_size" in results[2][1]
+    fresh = next(g for g in wg.list_groups(program.id).items if g.base_name == "Fresh")
+    assert fresh.max_size == 1
+    for week in (1, 2, 3):
+        assert "Fresh" in _members(program, week)
+    kids = {s["customer_id"]: s["id"] for s in wg.list_students(program.id).items}
+    assert _members(program)["Fresh"] == [kids["K1"]] and _members(program)["Small"] == []
+
+
+def test_a_group_starting_later_and_a_late_joiner_are_named_as_such(world, ctx):
+    wg, program, small, big = _program_with_groups(world)
+    late = wg.create_group(program.id, "Late", "Blue")
+    ProgramWeek.objects(program_id=program.id, week_number=1).update(
+        pull__groups__group_id=late.id)  # as a group generated for week 2 on
+    wg.add_student(program.id, "Newcomer", customer_id="N1", first_week=2)
+    results = import_group_memberships(ctx, rows(membership("K0", "Late"),
+                                                 membership("N1", "Big")), dry_run=False)
+    assert results[0].status == REJECTED and "starts in a later week" in results[0].reason
+    assert results[1].status == REJECTED and "not yet enrolled" in results[1].reason
