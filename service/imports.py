@@ -167,11 +167,15 @@ def _weekly_groups_kinds() -> list[ImportKind]:
             importer=import_students, exporter=export_students,
             unique=(("customer_id",),), module="weekly_groups"),
         ImportKind(
-            "group-memberships", required=("program", "week_number", "group", "customer_id"),
+            "group-memberships", required=("program", "week_number", "customer_id"),
+            optional=("group", "max_size"),
             importer=import_group_memberships, exporter=export_group_memberships,
+            # a week's rows in one batch: its capacity is checked on the whole file's moves
+            group_by=("program", "week_number"),
             unique=(("program", "week_number", "customer_id"),), module="weekly_groups",
-            notes=["`group` is the group's base name; `customer_id` names the program "
-                   "student."]),
+            notes=["`group` is the group's base name (empty: out of any group that week); "
+                   "`customer_id` names the program student; `max_size` creates a group "
+                   "the program lacks."]),
     ]
 
 
