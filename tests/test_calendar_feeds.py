@@ -157,6 +157,24 @@ def test_the_authenticated_export_is_built_the_same_way(client, world, terms):
     assert set(events(calendar)) == set(events(read(client, feed_path(client, world))))
 
 
+def test_a_week_b_lesson_recurs_every_second_week_from_a_week_b_of_each_term(
+        client, world, terms):
+    week_a_starts = next_monday(date.today()) - timedelta(days=21)
+    assert client.put(world.url("/calendar/settings"), json={
+        "week_rotation": True, "week_a_starts": week_a_starts.isoformat()},
+        headers=world.headers("admin")).status_code == 200
+    lesson = client.post(world.url("/timetable/assignments"), json={
+        "staff_id": str(world.staff.id), "period_id": terms.periods[1]["id"],
+        "day_of_week": MONDAY, "week": "B", "classes": [{"class_id": "7-B", "subject": "Art"}]},
+        headers=world.headers("admin")).json
+    found = events(read(client, feed_path(client, world)))
+    for term in (terms.this_term, terms.next_term):
+        event = found[f"{lesson['id']}-{term['id']}@rota"]
+        assert event["RRULE"]["INTERVAL"] == [2]
+        weeks = (event.decoded("DTSTART").date() - week_a_starts).days // 7
+        assert weeks % 2 == 1  # a week B
+
+
 def test_without_terms_a_lesson_recurs_until_the_end_of_next_year(client, world):
     period = make_periods(client, world, count=1)[0]
     lesson = assign(client, world, world.staff, period).json
@@ -213,6 +231,17 @@ def test_a_feed_read_too_often_answers_429_with_retry_after(app, client, world, 
     assert refused.json["error"]["code"] == "too_many_requests"
     assert 1 <= int(refused.headers["Retry-After"]) <= 60
     assert read(client, feed_path(client, world, "staff2"))  # another feed counts apart
+
+
+def test_the_feed_rate_limit_setting_is_checked(monkeypatch):
+    from api import config
+
+    monkeypatch.setenv("ROTA_CALENDAR_FEED_RATE_LIMIT", "30")
+    assert config.load({"JWT_SECRET_KEY": "s" * 40})["ROTA_CALENDAR_FEED_RATE_LIMIT"] == 30
+    for wrong in ("0", "-5", "lots"):
+        monkeypatch.setenv("ROTA_CALENDAR_FEED_RATE_LIMIT", wrong)
+        with pytest.raises(config.ConfigError, match="ROTA_CALENDAR_FEED_RATE_LIMIT"):
+            config.validate()
 
 
 def test_a_feed_shows_its_owner_and_school_only(client, world, terms):
