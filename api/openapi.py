@@ -26,7 +26,6 @@ import copy
 import re
 from http import HTTPStatus
 
-import flask
 from apispec.ext.marshmallow import MarshmallowPlugin
 from apispec.ext.marshmallow.openapi import OpenAPIConverter
 from flask import send_from_directory
@@ -152,16 +151,18 @@ class RotaApi(Api):
         app.add_url_rule(f"{prefix}/docs/assets/<path:filename>",
                          "docs_asset", docs_asset, methods=["GET"])
 
-    def openapi(self) -> dict:
-        """The finished document (built once; the routes do not change after start)."""
-        if self._finished is None:
-            self._finished = finish(copy.deepcopy(self.spec.to_dict()), self._app)
-        return self._finished
+    def _init_spec(self, **kwargs):
+        super()._init_spec(**kwargs)
+        # /api/v1/openapi.json and `flask openapi print|write` serve the finished document.
+        self._unfinished = self.spec.to_dict
+        self.spec.to_dict = self.openapi
 
-    def _openapi_json(self):
-        return flask.current_app.response_class(
-            flask.json.dumps(self.openapi(), indent=2, sort_keys=False),
-            mimetype="application/json")
+    def openapi(self) -> dict:
+        """The finished document (built once, on first use: after every blueprint is
+        registered; the routes do not change after start)."""
+        if self._finished is None:
+            self._finished = finish(copy.deepcopy(self._unfinished()), self._app)
+        return self._finished
 
 
 def docs_asset(filename):

@@ -108,6 +108,7 @@ def create_company_account(actor, body):
 @blp.route("/service-accounts", methods=["GET"])
 @blp.arguments(PageArgs, location="query")
 @blp.response(200, ServiceAccountPageSchema)
+@blp.alt_response(403, description="Only company admins manage service accounts.")
 @authenticated
 def list_company_accounts(actor, args):
     return ServiceAccounts.of_company(actor).list(**args)
@@ -124,6 +125,7 @@ def create_company_key(actor, body, account_id):
 @blp.route("/service-accounts/<account_id>/keys", methods=["GET"])
 @blp.arguments(PageArgs, location="query")
 @blp.response(200, ApiKeyPageSchema)
+@blp.alt_response(403, description="Only company admins manage service accounts.")
 @authenticated
 def list_company_keys(actor, args, account_id):
     return ServiceAccounts.of_company(actor).list_keys(account_id, **args)
