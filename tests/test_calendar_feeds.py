@@ -284,6 +284,16 @@ def test_company_admins_have_no_feed(client, world):
     assert client.get("/api/v1/calendar/feed").status_code == 401
 
 
+def test_api_keys_have_no_feed(client, world):
+    from tests.test_api_keys import bearer, make_account, make_key
+
+    account, accounts_url = make_account(client, world)
+    key = make_key(client, world, f"{accounts_url}/{account['id']}/keys")
+    refused = client.get("/api/v1/calendar/feed", headers=bearer(key["key"]))
+    assert refused.status_code == 403
+    assert refused.json["error"]["code"] == "no_calendar_feed"
+
+
 def feed_round_trips(client, roundtrips, path, lessons: int) -> int:
     with roundtrips() as commands:
         response = client.get(path)
