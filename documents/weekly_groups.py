@@ -130,6 +130,7 @@ class ProgramWeek(SchoolOwned):
     week_number = IntField(required=True)
     groups = EmbeddedDocumentListField(WeekGroup)
     last_change = DictField()  # the log records of the latest change, in short
+    closed = BooleanField(default=False)  # being dropped by a shrinking program: no changes
     version = IntField(default=0)
     updated_at = DateTimeField(default=utcnow)
 

@@ -19,7 +19,8 @@ from bson import ObjectId
 from mongoengine.errors import NotUniqueError
 
 from documents.accounts import User
-from documents.weekly_groups import Group, Program, ProgramStudent, StudentMove
+from documents.connection import insert_unique
+from documents.weekly_groups import ChangeSet, Group, Program, ProgramStudent, StudentMove
 from service.aggregates import change
 from service.context import STAFF_ROLES
 from service.errors import Conflict, NotFound, ValidationFailed
@@ -315,12 +316,35 @@ class WeeklyGroups(WeeklyService):
             "max_weeks").as_pymongo()}
         stored = list(weeks().find({"school_id": self.school_id},
                                    {"program_id": 1, "week_number": 1, "groups.group_id": 1,
-                                    "last_change": 1}).batch_size(1000))
-        fixed = self._restore_weeks(programs, stored)
+                                    "last_change": 1, "closed": 1}).batch_size(1000))
+        fixed = self._settle_closed_weeks(programs, stored)
+        stored = [w for w in stored if not w.get("closed")]
+        fixed += self._restore_weeks(programs, stored)
         fixed += self._restore_group_weeks(programs, stored)
         fixed += self._restore_move_log(stored)
+        fixed += self._restore_change_sets(stored)
         if fixed:
             self.audit("repair", "weekly_groups", None, after={"fixed": fixed})
+        return fixed
+
+    def _settle_closed_weeks(self, programs: dict, stored: list[dict]) -> list[str]:
+        """Weeks a shrinking program closed: dropped when the program no longer has them,
+        reopened when the shrink never landed."""
+        fixed = []
+        for week_doc in stored:
+            if not week_doc.get("closed"):
+                continue
+            program = programs.get(week_doc["program_id"])
+            kept = program is not None and week_doc["week_number"] <= program["max_weeks"]
+            if kept:
+                weeks().update_one({"_id": week_doc["_id"], "school_id": self.school_id},
+                                   {"$set": {"closed": False}, "$inc": {"version": 1}})
+                week_doc["closed"] = False
+            else:
+                weeks().delete_one({"_id": week_doc["_id"], "school_id": self.school_id,
+                                    "closed": True})
+            fixed.append(f"program {week_doc['program_id']}: closed week "
+                         f"{week_doc['week_number']} {'reopened' if kept else 'dropped'}")
         return fixed
 
     def _restore_weeks(self, programs: dict, stored: list[dict]) -> list[str]:
@@ -366,6 +390,30 @@ class WeeklyGroups(WeeklyService):
             by_week[(record["program_id"], record["week_number"])] += 1
         return [f"program {program_id}: {count} move log record(s) of week {week} restored"
                 for (program_id, week), count in sorted(by_week.items(), key=str)]
+
+
+    def _restore_change_sets(self, stored: list[dict]) -> list[str]:
+        """The change set of each week's last change, when its writer died before writing
+        it (rebuilt for that week from the records the week keeps)."""
+        kept = {w["last_change"]["change_id"]: w for w in stored
+                if (w.get("last_change") or {}).get("change_id")}
+        present = {c["_id"] for c in ChangeSet._get_collection().find(
+            {"school_id": self.school_id, "_id": {"$in": list(kept)}}, {"_id": 1})}
+        missing = [ChangeSet(id=change_id, school_id=self.school_id,
+                             program_id=week_doc["program_id"],
+                             reason=week_doc["last_change"]["reason"],
+                             actor_id=week_doc["last_change"].get("actor_id"),
+                             created_at=week_doc["last_change"]["created_at"],
+                             weeks=[{"week_number": week_doc["week_number"],
+                                     "week_version": week_doc["last_change"]["week_version"],
+                                     "moves": [[r["student_id"], r["from_group_id"],
+                                                r["to_group_id"]]
+                                               for r in logged_change(week_doc)]}]
+                             ).to_mongo().to_dict()
+                   for change_id, week_doc in kept.items() if change_id not in present]
+        insert_unique(ChangeSet._get_collection(), missing)
+        return [f"program {c['program_id']}: change set {c['_id']} ({c['reason']}) restored"
+                for c in missing]
 
 
 def _move_entry(move: dict, names: dict) -> dict:

@@ -13,13 +13,15 @@ from __future__ import annotations
 from bson import ObjectId
 
 from documents.base import utcnow
-from documents.weekly_groups import ChangeSet
+from documents.weekly_groups import ChangeSet, ProgramStudent
 from service import audit, webhooks
 from service.aggregates import update_where
 from service.errors import Conflict, NotFound
 from service.ids import object_id
 from service.pagination import Page, paginate
 from service.weekly_groups_weeks import WeekChange, WeeklyService
+
+IN_CHUNK = 100  # ids per `$in`: the embedded server's cost grows with its square
 
 
 def record_change_set(service: WeeklyService, program_id, reason: str,
@@ -93,6 +95,7 @@ class WeekChanges(WeeklyService):
             raise undo_conflict("The change set was already undone.",
                                 {s for w in original["weeks"] for s, _, _ in w["moves"]},
                                 undone_by=str(original["undone_by"]))
+        self._require_students(original)
         undo_id, changes = ObjectId(), []
         for week in sorted(original["weeks"], key=lambda w: w["week_number"]):
             change = WeekChange(self, program.id, week["week_number"], "undo", undo_id)
@@ -111,6 +114,18 @@ class WeekChanges(WeeklyService):
         return change_set_summary(undone or {**original, "_id": undone_by, "reason": "undo",
                                              "weeks": [], "undo_of": original["_id"],
                                              "undone_by": None, "created_at": utcnow()})
+
+    def _require_students(self, change_set: dict) -> None:
+        """409 naming the students of the change set deleted since (never placed again)."""
+        named = list({s for w in change_set["weeks"] for s, _, _ in w["moves"]})
+        present = set()
+        for start in range(0, len(named), IN_CHUNK):
+            present.update(s["_id"] for s in ProgramStudent.objects.for_school(
+                self.school_id).filter(id__in=named[start:start + IN_CHUNK]).only(
+                "id").as_pymongo())
+        if len(present) < len(named):
+            raise undo_conflict("Some of these students were deleted since.",
+                                set(named) - present)
 
 
 def plan_undo(moves: list, change: WeekChange) -> None:

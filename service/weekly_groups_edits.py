@@ -288,8 +288,9 @@ class WeeklyEdits(WeeklyService):
             def plan(doc, week_change, sid=student.id):
                 week_change.forget(sid)
                 week_change.place(sid, None)
+            # no change set: an undo must never place a deleted student
             week_change = WeekChange(self, program.id, week_doc["week_number"], "remove",
-                                     changes[0].change_id if changes else None)
+                                     recorded=False)
             week_change.run(plan)
             changes.append(week_change)
         audit_moves(self, [r for c in changes for r in c.records])

@@ -152,15 +152,16 @@ class WeekChange:
 
     Waitlists: after the plan, every group with a free seat seats its first waiting
     students (`promoted`), in the same update: a seat freed is never lost nor overfilled.
-    `change_id` names the change set the change belongs to (one id for all its weeks)."""
+    `change_id` names the change set the change belongs to (one id for all its weeks);
+    a change that makes none (`recorded=False`: a student deleted) has None."""
 
     def __init__(self, service: SchoolService, program_id, week: int, reason: str,
-                 change_id: ObjectId | None = None):
+                 change_id: ObjectId | None = None, recorded: bool = True):
         self.service = service
         self.program_id = program_id
         self.week = week
         self.reason = reason
-        self.change_id = change_id or ObjectId()
+        self.change_id = (change_id or ObjectId()) if recorded else None
         self.promoted: list = []
         self.now = utcnow()
         self.groups: list[dict] = []

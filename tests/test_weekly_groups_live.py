@@ -13,7 +13,11 @@ from bson import ObjectId
 
 from documents.weekly_groups import ProgramStudent, ProgramWeek, StudentMove
 from scripts.importer import run_import
-from scripts.invariants import groups_over_capacity, students_in_two_groups
+from scripts.invariants import (
+    groups_over_capacity,
+    students_in_two_groups,
+    waitlists_beside_free_seats,
+)
 from service import weekly_groups_import
 from tests.helpers import parallel
 from tests.test_import_support import replace_function, snapshot, write_csv
@@ -42,6 +46,7 @@ def _invariants_hold():
     db = get_db()
     assert groups_over_capacity(db) == []
     assert students_in_two_groups(db) == []
+    assert waitlists_beside_free_seats(db) == []
 
 
 def _codes(responses) -> set:
