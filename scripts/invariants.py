@@ -59,7 +59,7 @@ def program_weeks(db: Database):
     """Every week document of the weekly groups, with its groups and their members."""
     return db.weekly_program_weeks.find(every_school(db), {
         "program_id": 1, "week_number": 1, "groups.group_id": 1, "groups.max_size": 1,
-        "groups.members.student_id": 1})
+        "groups.members.student_id": 1, "groups.waitlist.student_id": 1})
 
 
 def groups_over_capacity(db: Database) -> list[str]:
@@ -76,6 +76,23 @@ def students_in_two_groups(db: Database) -> list[str]:
                          for m in g.get("members") or [])
         problems += [f"student {student} is in {n} groups in week {week['week_number']} of "
                      f"program {week['program_id']}" for student, n in placed.items() if n > 1]
+    return problems
+
+
+def waitlists_beside_free_seats(db: Database) -> list[str]:
+    """A student waiting for a group that has a free seat (a promotion lost) or that they
+    are in already."""
+    problems = []
+    for week in program_weeks(db):
+        for g in week.get("groups") or []:
+            waiting = [w["student_id"] for w in g.get("waitlist") or []]
+            members = {m["student_id"] for m in g.get("members") or []}
+            where = f"group {g['group_id']} week {week['week_number']}"
+            if waiting and len(members) < g["max_size"]:
+                problems.append(f"{where}: {len(waiting)} waiting beside "
+                                f"{g['max_size'] - len(members)} free seat(s)")
+            problems += [f"{where}: student {s} waits for a group they are in"
+                         for s in waiting if s in members]
     return problems
 
 
@@ -172,7 +189,8 @@ def track_students_not_placed_once_with_an_instructor(db: Database,
 
 
 CHECKS = (staff_double_bookings, class_and_room_double_bookings, groups_over_capacity,
-          students_in_two_groups, accepted_swaps_not_executed_once, linked_rosters_not_frozen,
+          students_in_two_groups, waitlists_beside_free_seats,
+          accepted_swaps_not_executed_once, linked_rosters_not_frozen,
           track_students_not_placed_once_with_an_instructor, lessons_in_two_slots,
           failed_exchanges_that_moved_a_lesson)
 
