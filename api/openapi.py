@@ -351,13 +351,18 @@ def require_response_fields(spec: dict) -> None:
             if status.startswith("2"):
                 reach(response, schemas, in_responses)
     shared = in_requests & in_responses
+    copies: dict = {}
 
     def reading(name: str) -> str:
-        copy_name = f"{name}Read"
-        if copy_name not in schemas:
+        if name not in copies:
+            copy_name = f"{name}Read"
+            while copy_name in schemas:  # a schema of that name exists already
+                copy_name += "Copy"
+            copies[name] = copy_name
+            schemas[copy_name] = {}
             schemas[copy_name] = rename_refs(copy.deepcopy(schemas[name]), shared)
             require(schemas[copy_name])
-        return copy_name
+        return copies[name]
 
     def rename_refs(node, names):
         if isinstance(node, dict):
