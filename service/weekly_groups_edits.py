@@ -29,7 +29,7 @@ from documents.weekly_groups import (
     StudentNote,
 )
 from service.aggregates import change
-from service.errors import Conflict, NotFound, ValidationFailed
+from service.errors import Conflict, DomainError, NotFound, ValidationFailed
 from service.ids import object_id
 from service.weekly_groups import customer_key, midnight, student_summary
 from service.weekly_groups_changes import audit_moves, record_change_set
@@ -153,7 +153,7 @@ class WeeklyEdits(WeeklyService):
                                                  "week_number": week},
                        close_empty_week, what="program week")
                 closed.append(week)
-        except Conflict:
+        except DomainError:  # a week holding members (or missing): none stays closed
             self._reopen(program, closed)
             raise
 

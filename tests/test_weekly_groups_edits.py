@@ -52,6 +52,9 @@ def test_a_program_is_renamed_redated_and_lengthened(client, world):
     assert backwards.status_code == 422
     assert patch(client, world, f"/programs/{program.id}", {"name": "X"},
                  role="staff").status_code == 403
+    new_program(world, name="Taken")
+    taken = patch(client, world, f"/programs/{program.id}", {"name": "Taken"})
+    assert taken.status_code == 409 and taken.json["error"]["code"] == "duplicate"
 
 
 def test_shrinking_is_refused_while_a_dropped_week_holds_members(client, world):
