@@ -260,8 +260,12 @@ class WeekMoves(WeeklyService):
                       reason: str, settings: dict) -> WeekChange:
         """The week's memberships become `targets` (student -> group), every one of `groups`
         (as stored) in the week with its `settings` (group id -> fields): one
-        compare-and-set. Students named nowhere are unassigned."""
+        compare-and-set. Students named nowhere are unassigned; the week's waitlists are
+        dropped (they waited in the arrangement replaced), so the result is the plan's."""
         def plan(week_doc: dict, change: WeekChange) -> None:
+            for student_id in {w["student_id"] for g in change.groups
+                               for w in g.get("waitlist") or []}:
+                change.forget(student_id)
             for group in groups:
                 change.add_group(group_snapshot(group))
             for group_id, fields in settings.items():

@@ -151,3 +151,22 @@ def test_pairs_sizes_and_order_independence(rows, size, random, data):
     shuffled = list(students)
     random.shuffle(shuffled)
     assert generation_plan(shuffled, size, TODAY, together=together, apart=apart) == plan
+
+
+def test_a_generation_drops_the_weeks_waitlists_so_the_preview_holds(client, world):
+    program = new_program(world)
+    wg = manager(world)
+    kids = [wg.add_student(program.id, f"Kid {i}", "Red", birth_date=birth(8 + i))
+            for i in range(3)]
+    full = new_group(world, program, "Full", max_size=1)
+    move(client, world, program, 1, kids[:1], full)
+    queued = client.post(world.url(f"/programs/{program.id}/weeks/1/moves"), json={
+        "student_ids": [str(kids[1]["id"])], "group_id": str(full.id), "waitlist": True},
+        headers=world.headers("admin"))
+    assert queued.status_code == 202
+    preview = generate(client, world, program, max_group_size=2, dry_run=True)
+    committed = generate(client, world, program, max_group_size=2)
+    assert grouping(committed) == grouping(preview)
+    waiting = client.get(world.url(f"/programs/{program.id}/weeks/1/groups/{full.id}"
+                                   f"/waitlist"), headers=world.headers("admin")).json
+    assert waiting["students"] == []
