@@ -1,6 +1,7 @@
 """Demo data for weekly groups: a ski week program, its students grouped by level and age,
 instructors per group, week 2 copied from week 1 with a renamed group and one student
-moved up a level."""
+moved up a level, a late joiner from week 2 waiting for a seat in the full advanced group,
+and a staff note."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from datetime import date
 from service.context import SchoolContext
 from service.weekly_groups import WeeklyGroups
 from service.weekly_groups_moves import WeekMoves
+from service.weekly_groups_notes import StudentNotes
 
 STUDENTS = [
     ("Mia Keller", "Beginner", 7), ("Noah Frei", "Beginner", 8), ("Lea Brunner", "Beginner", 6),
@@ -47,3 +49,9 @@ def seed(ctx: SchoolContext, people: dict) -> None:
                   and len(g["students"]) < g["max_size"]), None)
     if roomy is not None:  # the oldest beginner moves up a level in week 2
         moves.move_students(program.id, 2, [students[5]["id"]], roomy["group_id"])
+    late = groups.add_student(program.id, "Mara Gerber", "Advanced",
+                              birth_date=date(today.year - 14, 5, 1), first_week=2)
+    full = next(g for g in week_two if g["ability_level"] == "Advanced")
+    moves.move_students(program.id, 2, [late["id"]], full["group_id"], waitlist=True)
+    StudentNotes(ctx).add_note(program.id, students[0]["id"],
+                               "Nervous on the chairlift: ride with her the first morning.")

@@ -9,7 +9,7 @@ from mongoengine.queryset.visitor import Q
 from documents.accounts import User
 from documents.weekly_groups import ProgramStudent, StudentNote
 from service.context import ADMIN_ROLES, STAFF_ROLES
-from service.errors import NotFound
+from service.errors import Forbidden, NotFound
 from service.ids import object_id
 from service.pagination import Page, paginate
 from service.weekly_groups_weeks import WeeklyService
@@ -19,6 +19,8 @@ class StudentNotes(WeeklyService):
 
     def add_note(self, program_id, student_id, text: str, is_private: bool = False) -> dict:
         self.require_role(STAFF_ROLES)
+        if self.actor.user_id is None:
+            raise Forbidden("A note is written by a person of the school.")
         student = self._student(program_id, student_id)
         author = User.objects(id=self.actor.user_id).only("name").first()
         note = StudentNote(school_id=self.school_id, program_id=student["program_id"],
