@@ -303,3 +303,23 @@ def test_students_never_read_or_write_notes(client, world, noted):
     assert client.get(noted, headers=world.headers("student")).status_code == 403
     assert client.post(noted, json={"text": "hi"},
                        headers=world.headers("student")).status_code == 403
+
+
+@pytest.mark.parametrize("students,groups", [(12, 3), (200, 20)])
+def test_the_new_reads_take_the_same_round_trips_at_any_size(client, world, roundtrips,
+                                                             backend, students, groups):
+    if backend == "embedded" and students > 100:
+        pytest.skip("large data on mongomock only (the bound is the same small)")
+    from tests.test_weekly_groups import _big_week
+
+    program = _big_week(world, students, groups)
+    group = manager(world).list_groups(program.id).items[0]
+    headers = world.headers("admin")
+    for path, bound in ((f"/programs/{program.id}/weeks/current", 4),
+                        (f"/programs/{program.id}/weeks/1/groups/{group.id}/waitlist", 3),
+                        (f"/programs/{program.id}/changes", 3)):
+        with roundtrips() as commands:
+            response = client.get(world.url(path), headers=headers)
+        assert response.status_code == 200, response.json
+        assert len(commands) <= bound + REQUEST_OVERHEAD, (path, commands)
+    assert len(response.json["items"]) == min(groups, 50)  # a change set per group filled
