@@ -16,7 +16,7 @@ from documents.base import utcnow
 from documents.weekly_groups import ChangeSet, ProgramStudent
 from service import audit, webhooks
 from service.aggregates import update_where
-from service.errors import Conflict, NotFound
+from service.errors import Conflict, DomainError, NotFound
 from service.ids import object_id
 from service.pagination import Page, paginate
 from service.weekly_groups_weeks import WeekChange, WeeklyService
@@ -97,12 +97,22 @@ class WeekChanges(WeeklyService):
                                 undone_by=str(original["undone_by"]))
         self._require_students(original)
         undo_id, changes = ObjectId(), []
-        for week in sorted(original["weeks"], key=lambda w: w["week_number"]):
-            change = WeekChange(self, program.id, week["week_number"], "undo", undo_id)
-            change.run(lambda doc, ch, moves=week["moves"]: plan_undo(moves, ch))
-            changes.append(change)
-        records = [r for c in changes for r in c.records]
+        ordered = sorted(original["weeks"], key=lambda w: w["week_number"])
+        for week in ordered:  # every week checked before any is changed
+            WeekChange(self, program.id, week["week_number"], "undo").plan_on(
+                self.load_week(program.id, week["week_number"]),
+                lambda doc, ch, moves=week["moves"]: plan_undo(moves, ch))
+        try:
+            for week in ordered:  # and each again in its own compare-and-set
+                change = WeekChange(self, program.id, week["week_number"], "undo", undo_id)
+                change.run(lambda doc, ch, moves=week["moves"]: plan_undo(moves, ch))
+                changes.append(change)
+        except DomainError:  # a later week changed meanwhile: the weeks undone are kept
+            record_change_set(self, program.id, "undo", changes, undo_of=original["_id"])
+            audit_moves(self, [r for c in changes for r in c.records])
+            raise
         undone = record_change_set(self, program.id, "undo", changes, undo_of=original["_id"])
+        records = [r for c in changes for r in c.records]
         undone_by = undo_id
         update_where(ChangeSet._get_collection(), self.school_id,
                      {"_id": original["_id"], "undone_by": None},

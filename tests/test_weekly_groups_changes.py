@@ -270,3 +270,20 @@ def test_only_admins_undo(client, world):
     done = move(client, world, program, 1, new_students(world, program, 1), group).json
     assert undo(client, world, program, done["change_id"], role="staff").status_code == 403
     assert undo(client, world, program, "0" * 24).status_code == 404
+
+
+def test_undo_of_a_forced_group_delete_is_refused_as_the_group_is_gone(client, world):
+    program = new_program(world, max_weeks=2)
+    group = new_group(world, program, "Gone")
+    kids = new_students(world, program, 2)
+    for week in (1, 2):
+        move(client, world, program, week, kids, group)
+    client.delete(world.url(f"/programs/{program.id}/groups/{group.id}?force=true"),
+                  headers=world.headers("admin"))
+    [deleted] = [c for c in changes_of(client, world, program) if c["reason"] == "delete_group"]
+    assert [w["week_number"] for w in deleted["weeks"]] == [1, 2]
+    response = undo(client, world, program, deleted["id"])
+    assert response.status_code == 409
+    assert response.json["error"]["details"]["student_ids"] == sorted(
+        str(k["id"]) for k in kids)
+    assert changes_of(client, world, program)[0]["reason"] == "delete_group"  # no undo made
