@@ -13,6 +13,7 @@ from __future__ import annotations
 from bson import ObjectId
 
 from documents.base import utcnow
+from documents.connection import insert_unique
 from documents.weekly_groups import ChangeSet, ProgramStudent
 from service import audit, webhooks
 from service.aggregates import update_where
@@ -37,7 +38,8 @@ def record_change_set(service: WeeklyService, program_id, reason: str,
                   "program_id": program_id, "reason": reason,
                   "actor_id": service.actor.user_id, "weeks": weeks, "undo_of": undo_of,
                   "undone_by": None, "created_at": utcnow()}
-    ChangeSet._get_collection().insert_one(change_set)
+    # `rota repair` may have restored it from the week already: refused by its id
+    insert_unique(ChangeSet._get_collection(), [change_set])
     return change_set
 
 
