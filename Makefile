@@ -31,7 +31,7 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not integration"
 
 test-embedded: $(STAMP)
-	$(PY) -m pytest -q --backend=embedded
+	$(PY) -m pytest -q --backend=embedded --check-shard-key
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check api service documents scripts tests
