@@ -1,4 +1,4 @@
-"""Connecting to MongoDB (or FerretDB, or in-process mongomock), indexes, round-trip counting."""
+"""Connecting to MongoDB (or the embedded SecantusDB, or in-process mongomock), indexes, round-trip counting."""
 
 from __future__ import annotations
 
@@ -233,16 +233,14 @@ def _counted(method, name):
 
 
 def is_duplicate_key(exc: Exception) -> bool:
-    """A unique index refused the write. MongoDB and mongomock say E11000; FerretDB's SQLite
-    handler says so only on inserts and reports a unique violation by an update as a plain
-    operation failure naming the SQLite constraint."""
+    """A unique index refused the write (MongoDB, the embedded server and mongomock say E11000,
+    some wrapped by MongoEngine as a plain operation error)."""
     from mongoengine.errors import NotUniqueError
     from pymongo.errors import DuplicateKeyError
 
     if isinstance(exc, NotUniqueError | DuplicateKeyError):
         return True
-    text = str(exc)
-    return "E11000" in text or "UNIQUE constraint failed" in text
+    return "E11000" in str(exc)
 
 
 DUPLICATE_KEY = 11000

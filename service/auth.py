@@ -58,7 +58,7 @@ class Authenticator:
         audit.record(actor, actor.school_id, "logout", "user", actor.user_id)
 
     def is_revoked(self, jti: str) -> bool:
-        # TTL may be missing (FerretDB), so only rows still in force count.
+        # The TTL monitor removes expired rows only once a minute: count those in force.
         return RevokedToken.objects(jti=jti, expires_at__gt=utcnow()).only("id").first() \
             is not None
 
