@@ -23,13 +23,15 @@ STATUS = {
     errors.NotFound: 404,
     errors.Conflict: 409,
     errors.ValidationFailed: 422,
+    errors.PreconditionFailed: 412,
     errors.PayloadTooLarge: 413,
     errors.TooManyRequests: 429,
     errors.DatabaseUnavailable: 503,
 }
 
 HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-              405: "method_not_allowed", 409: "conflict", 413: "payload_too_large",
+              405: "method_not_allowed", 409: "conflict", 412: "precondition_failed",
+              413: "payload_too_large",
               415: "unsupported_media_type", 422: "validation_error", 429: "too_many_requests",
               500: "internal_error", 503: "database_unavailable"}
 

@@ -5,12 +5,18 @@ in service/idempotency.py; here the key is read from the request and the respons
 
 A key is scoped to the caller the bearer token names; without a token (login), or with one
 that is not a valid access or refresh token (the view answers 401), it is ignored.
+
+A route whose answer holds a secret shown only once (a new API key) is marked `@no_replay`:
+its answer is never stored (it would keep the secret for 24 hours), the key is ignored there
+(no claim, no replay: a retry makes a new key, the caller revokes the spare one), and the
+OpenAPI document does not offer `Idempotency-Key` on it.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from copy import deepcopy
 
 from flask import current_app, g, request
 from flask_jwt_extended import get_jwt_identity, verify_jwt_in_request
@@ -27,11 +33,26 @@ log = logging.getLogger(__name__)
 HEADER = "Idempotency-Key"
 REPLAYED = "Idempotent-Replayed"
 SANE_KEY = re.compile(r"[\x21-\x7e]{1,255}")  # printable ASCII, no spaces
+NO_REPLAY = "x-rota-no-replay"  # read and removed by api/openapi.py
+
+
+def no_replay(fn):
+    """Never store this route's answer for replay (see the module docstring). Put it right
+    above the view function, below `@school_route`/`@authenticated`."""
+    fn._no_replay = True
+    fn._apidoc = deepcopy(getattr(fn, "_apidoc", {}))
+    fn._apidoc["manual_doc"] = {**fn._apidoc.get("manual_doc", {}), NO_REPLAY: True}
+    return fn
+
+
+def _replayable() -> bool:
+    view = current_app.view_functions.get(request.endpoint)
+    return not getattr(view, "_no_replay", False)
 
 
 def claim_key():
     key = request.headers.get(HEADER)
-    if request.method != "POST" or key is None:
+    if request.method != "POST" or key is None or not _replayable():
         return None
     if not SANE_KEY.fullmatch(key):
         return error_response(400, "invalid_idempotency_key", "Idempotency-Key must be 1 to "

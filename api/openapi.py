@@ -14,7 +14,8 @@ instead of per route:
 - every operation lists the error statuses it can answer (400/401/403/404/409/422/429/503,
   derived from its auth, roles, module, path and body; `@blp.alt_response` adds the rest)
   with the error schema, and the headers the service sends (`X-Request-ID` everywhere,
-  `RateLimit-*` and `Retry-After`, `Idempotency-Key` and `Idempotent-Replayed` on POSTs);
+  `RateLimit-*` and `Retry-After`, `Idempotency-Key` and `Idempotent-Replayed` on POSTs,
+  `ETag` and `If-Match` with its 412 on the routes marked `@versioned` (api/etags.py));
 - `servers`, examples of the main operations, `GET /metrics` and `?bom=true` on CSV routes.
 
 The Swagger UI page shows the `x-roles` / `x-module` extensions (`showExtensions`).
@@ -32,6 +33,8 @@ from flask import send_from_directory
 from flask_smorest import Api
 from swagger_ui_bundle import swagger_ui_path
 
+from api.etags import MARK as ETAG_MARK
+from api.idempotency import NO_REPLAY
 from api.schemas import ErrorSchema
 
 HTTP_METHODS = ("get", "put", "post", "patch", "delete")
@@ -44,8 +47,9 @@ FLASK_PATH_PARAM = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
 
 # Error statuses: the component response of each, and when an operation can answer it.
 ERRORS = {
-    400: ("BadRequest", "The body is not a JSON object, or the Idempotency-Key is malformed "
-                        "(`bad_request`, `invalid_idempotency_key`)."),
+    400: ("BadRequest", "The body is not a JSON object, or the Idempotency-Key or If-Match "
+                        "is malformed (`bad_request`, `invalid_idempotency_key`, "
+                        "`invalid_if_match`)."),
     401: ("Unauthorized", "No, a bad, an expired or a revoked token or API key "
                           "(`unauthorized`)."),
     403: ("Forbidden", "Authenticated but not allowed: the caller's role, a module switched off "
@@ -56,6 +60,10 @@ ERRORS = {
     409: ("Conflict", "A business rule conflict (the code names it), a duplicate natural key "
                       "(`duplicate`), or the Idempotency-Key's first request still running "
                       "(`idempotency_key_in_use`)."),
+    412: ("PreconditionFailed", "`If-Match` does not match the resource's current ETag: it "
+                                "changed since it was read (`precondition_failed`, with "
+                                "`details.current_version` and `details.current_etag`); "
+                                "nothing was written."),
     413: ("PayloadTooLarge", "The upload is over the size limit (`payload_too_large`)."),
     422: ("UnprocessableEntity", "Validation failed: `details` maps each offending field to "
                                 "its messages (`validation_error`); or the Idempotency-Key was "
@@ -79,6 +87,9 @@ HEADERS = {
                                        "only).", "schema": {"type": "integer"}},
     "Retry-After": {"description": "Seconds to wait before trying again.",
                     "schema": {"type": "integer"}},
+    "ETag": {"description": "The resource's strong validator, `\"<id>-v<version>\"`: send it "
+                            "as `If-Match` on PATCH, PUT or DELETE to write only if nobody "
+                            "changed the resource since.", "schema": {"type": "string"}},
     "Idempotent-Replayed": {"description": "`true` when this is the stored answer to an "
                                            "earlier request with the same Idempotency-Key.",
                             "schema": {"type": "string", "enum": ["true"]}},
@@ -92,6 +103,14 @@ IDEMPOTENCY_KEY = {
                    "body answers 422 `idempotency_key_reused`. 1 to 255 printable ASCII "
                    "characters, no spaces.",
     "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": r"^[!-~]+$"},
+}
+IF_MATCH = {
+    "name": "If-Match", "in": "header", "required": False,
+    "description": "Write only if the resource is still at this version: the `ETag` of an "
+                   "earlier GET (or `*`: it exists). Otherwise 412 `precondition_failed` with "
+                   "`details.current_version` and `details.current_etag`, nothing written. "
+                   "Not a list of quoted entity tags: 400 `invalid_if_match`.",
+    "schema": {"type": "string"},
 }
 BOM = {"name": "bom", "in": "query", "required": False,
        "description": "`true`: start the file with a UTF-8 byte order mark (for Excel).",
@@ -221,6 +240,9 @@ def unique_operation_ids(spec: dict, endpoints: dict) -> None:
 def finish_operation(path: str, method: str, op: dict, endpoints: dict) -> None:
     if "operationId" not in op:
         op["operationId"] = camel(endpoints[(path, method)][1])
+    etag = op.pop(ETAG_MARK, False)
+    replayable = not op.pop(NO_REPLAY, False)  # api/idempotency.py: `@no_replay`
+    if_match = etag and method in ("put", "patch", "delete")
     authenticated = op.get("security") != []
     # Every route outside /auth resolves its caller with request_actor: API keys work there,
     # and are rate limited.
@@ -251,6 +273,8 @@ def finish_operation(path: str, method: str, op: dict, endpoints: dict) -> None:
         statuses.add(429)
     if not path.endswith(NO_DATABASE):
         statuses.add(503)
+    if if_match:
+        statuses.update((400, 412))
     responses = op["responses"]
     for status in sorted(statuses):
         responses.setdefault(str(status), {})
@@ -266,14 +290,18 @@ def finish_operation(path: str, method: str, op: dict, endpoints: dict) -> None:
             continue
         headers = response.setdefault("headers", {})
         headers.update(header_refs("X-Request-ID"))
+        if etag and response.get("content"):
+            headers.update(header_refs("ETag"))
         if by_key:
             headers.update(header_refs(*RATE_LIMIT_HEADERS))
-        if method == "post" and authenticated:
+        if method == "post" and authenticated and replayable:
             headers.update(header_refs("Idempotent-Replayed"))
         if "text/csv" in response.get("content", {}) and BOM not in parameters:
             parameters.append(BOM)
-    if method == "post" and authenticated:
+    if method == "post" and authenticated and replayable:
         parameters.append(IDEMPOTENCY_KEY)
+    if if_match:
+        parameters.append(IF_MATCH)
     if not parameters:
         del op["parameters"]
     op["responses"] = dict(sorted(responses.items(), key=lambda kv: (kv[0] == "default",

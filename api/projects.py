@@ -7,6 +7,7 @@ from __future__ import annotations
 from flask_smorest import Blueprint
 from marshmallow import ValidationError, fields, validate
 
+from api.etags import versioned
 from api.schemas import BaseSchema, Date, Id, PageArgs, Timestamp, page_of
 from api.security import school_route
 from api.tracks import TrackInstructorAddSchema, TrackSchema
@@ -182,6 +183,7 @@ def list_projects(ctx, args):
 @blp.route("/<school_id>/projects/<project_id>", methods=["GET"])
 @blp.response(200, ProjectSchema)
 @school_route(roles=STAFF_ROLES)
+@versioned("project_id")
 def get_project(ctx, project_id):
     """A project or a sub-project (staff and admins)."""
     return Projects(ctx).get_project(project_id)
@@ -191,6 +193,7 @@ def get_project(ctx, project_id):
 @blp.arguments(ProjectUpdateSchema)
 @blp.response(200, ProjectSchema)
 @school_route(roles=STAFF_ROLES)
+@versioned("project_id")
 def update_project(ctx, body, project_id):
     """Change fields or the status (admins; staff for what they created, else 403). The slug
     stays. An archived project → 409 `project_archived`."""

@@ -8,6 +8,7 @@ from flask_smorest import Blueprint
 from marshmallow import ValidationError, fields, validate
 
 from api.auth import UserSchema
+from api.etags import versioned
 from api.schemas import BaseSchema, Id, PageArgs, Timestamp, page_of
 from api.security import authenticated, school_route
 from service.audit import AuditLog
@@ -120,6 +121,7 @@ def list_schools(actor, args):
 @blp.route("/<school_id>", methods=["GET"])
 @blp.response(200, SchoolSchema)
 @authenticated
+@versioned("school_id")
 def get_school(actor, school_id):
     return Schools(actor).get(school_id)
 
@@ -128,6 +130,7 @@ def get_school(actor, school_id):
 @blp.arguments(SchoolUpdateSchema)
 @blp.response(200, SchoolSchema)
 @authenticated
+@versioned("school_id")
 def update_school(actor, body, school_id):
     """Rename the school or set its time zone (company admins and the school's admins);
     an unknown zone is 422."""
@@ -138,6 +141,7 @@ def update_school(actor, body, school_id):
 @blp.arguments(ModulesSchema)
 @blp.response(200, SchoolSchema)
 @authenticated
+@versioned("school_id")
 def set_modules(actor, switches, school_id):
     return Schools(actor).set_modules(school_id, switches)
 

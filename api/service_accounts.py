@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask_smorest import Blueprint
 from marshmallow import fields, validate
 
+from api.idempotency import no_replay
 from api.schemas import BaseSchema, Id, PageArgs, Timestamp, page_of
 from api.security import authenticated, school_route
 from service.service_accounts import ACCOUNT_ROLES, ServiceAccounts
@@ -77,6 +78,7 @@ def list_school_accounts(ctx, args):
 @blp.arguments(ApiKeyCreateSchema)
 @blp.response(201, NewApiKeySchema)
 @school_route(roles=COMPANY_ADMIN)
+@no_replay  # the answer holds the plain key: never stored for an Idempotency-Key replay
 def create_school_key(ctx, body, account_id):
     return ServiceAccounts.of_school(ctx).create_key(account_id, **body)
 
@@ -118,6 +120,7 @@ def list_company_accounts(actor, args):
 @blp.arguments(ApiKeyCreateSchema)
 @blp.response(201, NewApiKeySchema)
 @authenticated
+@no_replay  # the answer holds the plain key: never stored for an Idempotency-Key replay
 def create_company_key(actor, body, account_id):
     return ServiceAccounts.of_company(actor).create_key(account_id, **body)
 

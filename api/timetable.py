@@ -9,12 +9,13 @@ from flask_smorest import Blueprint
 from marshmallow import ValidationError, fields, validate
 
 from api.auth import UserSchema
+from api.etags import versioned
 from api.schemas import BaseSchema, Date, Id, PageArgs, TimeOfDay, Timestamp, page_of
 from api.security import school_route
 from api.timetable_dated import DATED_STATUSES, DatedChangeSchema, DatedGridArgs
 from documents.timetable import ASSIGNMENT_TYPES, REQUEST_STATUSES
 from service.context import ADMIN_ROLES, STAFF_ROLES
-from service.timetable import MODULE, TimetableSetup
+from service.timetable import MODULE, SETTINGS_KIND, TimetableSetup
 from service.timetable_alterations import AlterationRequests
 from service.timetable_assignments import Assignments
 from service.timetable_dated import DatedTimetable
@@ -421,6 +422,7 @@ class ExportArgs(BaseSchema):
 @blp.route("/<school_id>/timetable/settings", methods=["GET"])
 @blp.response(200, SettingsSchema)
 @school_route(module=MODULE, roles=STAFF_ROLES)
+@versioned("school_id", kind=SETTINGS_KIND)
 def get_settings(ctx):
     """The school's timetable settings."""
     return TimetableSetup(ctx).settings()
@@ -430,6 +432,7 @@ def get_settings(ctx):
 @blp.arguments(SettingsUpdateSchema)
 @blp.response(200, SettingsSchema)
 @school_route(module=MODULE, roles=ADMIN_ROLES)
+@versioned("school_id", kind=SETTINGS_KIND)
 def update_settings(ctx, body):
     """Change working days, default period duration or overlapping (fields given only).
     409 `day_in_use` when a removed working day still has assignments. Switching
@@ -542,6 +545,7 @@ def list_assignments(ctx, args):
 @blp.route("/<school_id>/timetable/assignments/<assignment_id>", methods=["GET"])
 @blp.response(200, AssignmentSchema)
 @school_route(module=MODULE, roles=STAFF_ROLES)
+@versioned("assignment_id")
 def get_assignment(ctx, assignment_id):
     """One assignment (staff: their own)."""
     return Assignments(ctx).get_assignment(assignment_id)
@@ -550,6 +554,7 @@ def get_assignment(ctx, assignment_id):
 @blp.route("/<school_id>/timetable/assignments/<assignment_id>", methods=["DELETE"])
 @blp.response(204)
 @school_route(module=MODULE, roles=ADMIN_ROLES)
+@versioned("assignment_id")
 def delete_assignment(ctx, assignment_id):
     """Remove an assignment and free its classes and rooms."""
     Assignments(ctx).delete(assignment_id)
@@ -568,6 +573,7 @@ def add_class(ctx, body, assignment_id):
            methods=["DELETE"])
 @blp.response(200, AssignmentSchema)
 @school_route(module=MODULE, roles=STAFF_ROLES)
+@versioned("assignment_id")
 def remove_class(ctx, assignment_id, class_id):
     """Remove one class from an assignment; answers the assignment as it is now. 409
     `last_class`: a lesson keeps one class (a self-allocated activity may have none)."""
@@ -579,6 +585,7 @@ def remove_class(ctx, assignment_id, class_id):
 @blp.arguments(ClassUpdateSchema)
 @blp.response(200, AssignmentSchema)
 @school_route(module=MODULE, roles=STAFF_ROLES)
+@versioned("assignment_id")
 def edit_class(ctx, body, assignment_id, class_id):
     """Change one class of a lesson; 409 `room_taken` as on creation."""
     return LessonEdits(ctx).edit_class(assignment_id, class_id, **body)
@@ -588,6 +595,7 @@ def edit_class(ctx, body, assignment_id, class_id):
 @blp.arguments(AssignmentUpdateSchema)
 @blp.response(200, AssignmentSchema)
 @school_route(module=MODULE, roles=STAFF_ROLES)
+@versioned("assignment_id")
 def edit_assignment(ctx, body, assignment_id):
     """Move a lesson to another slot and/or change the subject or room of its classes,
     checked as a new booking (409 `slot_taken`, `class_taken`, `room_taken`; 409

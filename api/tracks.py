@@ -11,6 +11,7 @@ from __future__ import annotations
 from flask_smorest import Blueprint
 from marshmallow import fields, validate
 
+from api.etags import versioned
 from api.schemas import BaseSchema, Id, PageArgs, Timestamp, page_of
 from api.security import school_route
 from documents.tracks import MODULE_KINDS
@@ -263,6 +264,7 @@ def list_tracks(ctx, args):
 @blp.route("/<school_id>/tracks/<track_id>", methods=["GET"])
 @blp.response(200, TrackDetailSchema)
 @school_route(module="tracks", roles=READERS)
+@versioned("track_id")
 def get_track(ctx, track_id):
     """The track with its instructors (links and loads), student count and courses.
     Students: only a track they are enrolled in (else 403 `not_enrolled`)."""
@@ -273,6 +275,7 @@ def get_track(ctx, track_id):
 @blp.arguments(TrackUpdateSchema)
 @blp.response(200, TrackSchema)
 @school_route(module="tracks", roles=ADMIN_ROLES)
+@versioned("track_id")
 def update_track(ctx, body, track_id):
     """Rename or redescribe a track (admins)."""
     return Tracks(ctx).update(track_id, **body)
@@ -282,6 +285,7 @@ def update_track(ctx, body, track_id):
 @blp.arguments(TrackDeleteArgs, location="query")
 @blp.response(204)
 @school_route(module="tracks", roles=ADMIN_ROLES)
+@versioned("track_id")
 def delete_track(ctx, args, track_id):
     """Delete a track with its courses (admins). A track with students → 409
     `track_has_students` unless `?force=true`: then its students are unenrolled, each with
@@ -306,9 +310,10 @@ def add_instructor(ctx, body, track_id):
 @blp.arguments(TrackInstructorLinksSchema)
 @blp.response(200, TrackInstructorSchema)
 @school_route(module="tracks", roles=ADMIN_ROLES)
+@versioned("track_id")
 def update_instructor(ctx, body, track_id, user_id):
     """Change an instructor's links, cap or weight (fields left out stay). A lowered cap
-    moves nobody unless the project auto-balances."""
+    moves nobody unless the project auto-balances. `If-Match` takes the track's ETag."""
     return TrackInstructors(ctx).update(track_id, user_id, **body)
 
 

@@ -8,6 +8,7 @@ from mongoengine import (
     Document,
     EmbeddedDocument,
     EmbeddedDocumentField,
+    IntField,
     ObjectIdField,
     StringField,
 )
@@ -41,6 +42,8 @@ class School(Document):
     # IANA zone: where "today" is for the school's timetable by date
     timezone = StringField(default="UTC")
     created_at = DateTimeField(default=utcnow)
+    # +1 on every change through the API (name, time zone, modules): the ETag (api/etags.py)
+    version = IntField(default=0)
 
 
 class User(Document):

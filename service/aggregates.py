@@ -9,6 +9,10 @@ filter carries `school_id`, the shard key) and the embedded server:
   decide the update from what it read (raising a `DomainError` when a rule forbids it), and
   applies it with a filter on the version it read. Losing a race to another writer re-reads
   and plans again, a few times; only then does it answer 409 `concurrent_update`.
+
+Both honour the request's `If-Match` about the document they change (service/preconditions.py):
+`change` answers 412 when a read finds the document at another version (a lost race too),
+`update_where` adds the expected version to its filter.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from collections.abc import Callable
 
 from pymongo import ReturnDocument
 
+from service import preconditions
 from service.errors import Conflict, NotFound
 
 ATTEMPTS = 8
@@ -29,9 +34,20 @@ def update_where(collection, school_id, filter: dict, update: dict,
                  projection: dict | None = None) -> dict | None:
     """Apply `update` to the one document of this school matching `filter`; answer it as it
     is after the update, or None when no document matched (the precondition failed)."""
-    return collection.find_one_and_update(
-        {"school_id": school_id, **filter}, _with_version_bump(update),
+    expected = preconditions.guard(filter["_id"]) if "_id" in filter else {}
+    after = collection.find_one_and_update(
+        {"school_id": school_id, **filter, **expected}, _with_version_bump(update),
         projection=projection, return_document=ReturnDocument.AFTER)
+    if after is not None:
+        if expected:
+            preconditions.written(filter["_id"])
+    elif expected:
+        # One read: a 412 when the document is at another version than If-Match said; the
+        # caller's own 404/409 otherwise.
+        current = collection.find_one({"school_id": school_id, **filter}, {"version": 1})
+        if current is not None:
+            preconditions.check(filter["_id"], current.get("version"))
+    return after
 
 
 def change(collection, school_id, filter: dict, plan: Plan, *, what: str = "object",
@@ -43,8 +59,10 @@ def change(collection, school_id, filter: dict, plan: Plan, *, what: str = "obje
         before = collection.find_one(query)
         if before is None:
             raise NotFound(f"No {what} matches.")
+        preconditions.check(before["_id"], before.get("version"))  # If-Match: 412
         update = plan(before)
         if not update:
+            preconditions.written(before["_id"])
             return before, before
         version = before.get("version", 0)
         guard = {"_id": before["_id"], "school_id": school_id,
@@ -52,6 +70,7 @@ def change(collection, school_id, filter: dict, plan: Plan, *, what: str = "obje
         after = collection.find_one_and_update(guard, _with_version_bump(update),
                                                return_document=ReturnDocument.AFTER)
         if after is not None:
+            preconditions.written(before["_id"])
             return before, after
     raise Conflict(f"The {what} kept changing while this request ran; try again.",
                    code="concurrent_update")

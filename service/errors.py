@@ -49,6 +49,22 @@ class ValidationFailed(DomainError):
         super().__init__(message, code=code, details=details)
 
 
+class PreconditionFailed(DomainError):
+    """`If-Match` named a version the resource is no longer (or never was) at (412);
+    `details` carry the current version and its ETag, nothing was written."""
+
+    code = "precondition_failed"
+
+    def __init__(self, resource_id, current_version):
+        from service.preconditions import etag_of
+
+        version = int(current_version or 0)
+        super().__init__("The resource changed since you read it (If-Match does not match "
+                         "its current ETag); read it again and retry.",
+                         details={"current_version": version,
+                                  "current_etag": etag_of(resource_id, version)})
+
+
 class TooManyRequests(DomainError):
     code = "too_many_requests"
 

@@ -22,6 +22,7 @@ from mongoengine.errors import NotUniqueError
 from documents.base import utcnow
 from documents.projects import Project
 from documents.tracks import Track
+from service import preconditions
 from service.aggregates import update_where
 from service.base import SchoolService
 from service.context import STAFF_ROLES
@@ -140,6 +141,9 @@ class Projects(SchoolService):
         again, which finishes a crashed archive."""
         project = self.get_project(project_id)
         self._require_editor(project)
+        # If-Match: checked on this read for a request that changes nothing; each write
+        # below states it in its own filter (service/aggregates.update_where).
+        preconditions.check(project.id, project.version)
         if changes:
             self._change_fields(project, changes)
         if status is not None:

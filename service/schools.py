@@ -6,7 +6,7 @@ from mongoengine.errors import NotUniqueError
 from pymongo import ReturnDocument
 
 from documents.accounts import Company, School, User
-from service import audit
+from service import audit, preconditions
 from service.base import SchoolService
 from service.context import ADMIN_ROLES, MODULES, SYSTEM, Actor, SchoolContext
 from service.errors import Conflict, Forbidden, NotFound, ValidationFailed
@@ -86,10 +86,9 @@ class Schools:
         if self.actor.role not in ADMIN_ROLES:
             raise Forbidden("Only admins change a school.")
         if not changes:
+            preconditions.check(school.id, school.version)  # If-Match on a request of nothing
             return school
-        previous = School._get_collection().find_one_and_update(
-            {"_id": school.id}, {"$set": changes},
-            projection={name: 1 for name in changes}, return_document=ReturnDocument.BEFORE)
+        previous = _changed_school(school, {"$set": changes}, {name: 1 for name in changes})
         audit.record(self.actor, school.id, "update", "school", school.id,
                      before={name: previous.get(name) for name in changes}, after=changes)
         school.reload()
@@ -103,6 +102,7 @@ class Schools:
         if self.actor.role != "company_admin":
             raise Forbidden("Only company admins switch modules.")
         changes = {name: switches[name] for name in MODULES if name in switches}
+        preconditions.check(school.id, school.version)  # If-Match; the write states it too
         before = self._switch(school, changes)
         audit.record(self.actor, school.id, "set_modules", "school", school.id,
                      before=before, after={**before, **changes})
@@ -114,11 +114,29 @@ class Schools:
         """Apply `changes`; answer every switch as it was just before."""
         if not changes:
             return {name: getattr(school.modules, name) for name in MODULES}
-        previous = School._get_collection().find_one_and_update(
-            {"_id": school.id}, {"$set": {f"modules.{name}": on for name, on in changes.items()}},
-            projection={"modules": 1}, return_document=ReturnDocument.BEFORE)
+        previous = _changed_school(
+            school, {"$set": {f"modules.{name}": on for name, on in changes.items()}},
+            {"modules": 1})
         modules = previous.get("modules") or {}
         return {name: bool(modules.get(name, False)) for name in MODULES}
+
+
+def _changed_school(school: School, update: dict, projection: dict) -> dict:
+    """One update of the school counting its `version`, conditional on the request's
+    If-Match (412 when the school is at another version): the school as it was before."""
+    previous = School._get_collection().find_one_and_update(
+        {"_id": school.id, **preconditions.guard(school.id)},
+        {**update, "$inc": {"version": 1}}, projection=projection,
+        return_document=ReturnDocument.BEFORE)
+    if previous is None:
+        current = School._get_collection().find_one({"_id": school.id}, {"version": 1})
+        if current is None:
+            raise NotFound(f"No school with id {str(school.id)!r}.")
+        preconditions.check(school.id, current.get("version"))
+        raise Conflict("The school changed while this request ran; try again.",
+                       code="concurrent_update")
+    preconditions.written(school.id)
+    return previous
 
 
 class SchoolUsers(SchoolService):

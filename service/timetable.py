@@ -16,7 +16,7 @@ from pymongo.errors import DuplicateKeyError
 from documents.accounts import User
 from documents.base import utcnow
 from documents.timetable import DepartmentPermission, Period, TimetableSettings
-from service import audit
+from service import audit, preconditions
 from service.aggregates import change
 from service.base import SchoolService
 from service.errors import Conflict, NotFound, ValidationFailed
@@ -26,6 +26,7 @@ from service.pagination import Page, paginate, paginate_list
 from service.timetable_slots import change_slot, slots
 
 MODULE = "timetable"
+SETTINGS_KIND = "timetable-settings"  # the settings' ETag: api/etags.py `versioned(kind=...)`
 DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 PERIOD_FIELDS = ("period_number", "period_name", "start_time", "end_time")
 
@@ -119,6 +120,10 @@ class TimetableSetup(SchoolService):
         before = {}
 
         def apply(settings):
+            # If-Match on the settings (service/preconditions.py): checked on every read of
+            # the compare-and-set, so a lost race answers 412
+            preconditions.check(preconditions.resource_id(SETTINGS_KIND, self.school_id),
+                                settings.version)
             before.update({name: settings[name] for name in changes})
             if "working_days" in changes:
                 self._check_days_unused(set(settings.working_days) - set(changes["working_days"]))

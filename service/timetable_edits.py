@@ -26,8 +26,9 @@ from bson import ObjectId
 
 from documents.base import utcnow
 from documents.timetable import Assignment, ClassInfo
+from service import preconditions
 from service.base import SchoolService
-from service.errors import Conflict, NotFound
+from service.errors import Conflict, NotFound, PreconditionFailed
 from service.timetable import settings_for_reading
 from service.timetable_assignments import (
     Assignments,
@@ -73,6 +74,9 @@ class LessonEdits(SchoolService):
         lessons = Assignments(self.ctx)
         current = lessons.get_assignment(assignment_id)
         check_staff_may_edit(self.actor, current)
+        # If-Match: held against this read (a request that changes nothing, a move); the
+        # slot writes check it again on what they read (service/timetable_slots.py).
+        preconditions.check(current.id, current.version)
         if period_id is None and day_of_week is None and subject is UNSET \
                 and room_number is UNSET:
             return current
@@ -153,6 +157,8 @@ class LessonEdits(SchoolService):
 
         def remove_original(slot):
             original = assignment_in(slot, copy.id)
+            if original is not None:
+                preconditions.check(copy.id, original.version)  # If-Match: 412
             if original is None or original.version != current.version:
                 raise self._changed()
             return set_assignments([a for a in slot.assignments if a.id != copy.id])
@@ -163,7 +169,7 @@ class LessonEdits(SchoolService):
         try:
             change_slot(self.school_id, current.day_of_week, current.period_id,
                         remove_original)
-        except Conflict:
+        except (Conflict, PreconditionFailed):
             take_back_copy(self.school_id, day, period, copy.id, copy.move_id)
             raise
         return moved

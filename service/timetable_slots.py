@@ -14,6 +14,7 @@ from pymongo.errors import DuplicateKeyError
 
 from documents.base import utcnow
 from documents.timetable import Assignment, TimetableSlot, booking_keys
+from service import preconditions
 from service.aggregates import change
 from service.errors import Conflict, NotFound
 
@@ -78,6 +79,8 @@ def change_slot_of(school_id, assignment_id: ObjectId, plan, what: str = "assign
         assignment = assignment_in(slot, assignment_id)
         if assignment is None:
             raise NotFound(f"No {what} with id {str(assignment_id)!r}.")
+        # If-Match names the assignment's own version (api/etags.py): 412, on a lost race too.
+        preconditions.check(assignment.id, assignment.version)
         return plan(slot, assignment)
 
     return slot_from(change(slots(), school_id, {"assignments.id": assignment_id}, planned,

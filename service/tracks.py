@@ -23,7 +23,7 @@ from documents.accounts import User
 from documents.base import utcnow
 from documents.projects import Project
 from documents.tracks import Track, TrackCourse
-from service import audit
+from service import audit, preconditions
 from service.aggregates import change
 from service.base import SchoolService
 from service.context import STAFF_ROLES
@@ -45,7 +45,7 @@ BIG_BATCH = 100_000
 TRACK_FIELDS = ("school_id", "created_at", "name", "description", "project_id",
                 "sub_project_id", "root_project_id", "version", "archived", "instructors")
 OWN_FIELDS = ("id", "name", "description", "project_id", "sub_project_id", "root_project_id",
-              "archived", "created_at")
+              "archived", "created_at", "version")  # version: the ETag (api/etags.py)
 INSTRUCTOR_SETTINGS = ("zoom_link", "teams_link", "slack_links", "max_students", "weight")
 
 
@@ -269,7 +269,8 @@ class Tracks(TrackService):
         track, then its courses: a crash in between leaves only courses nobody can reach."""
         self.require_admin()
         track_oid = object_id(track_id, "track")
-        where = {"school_id": self.school_id, "_id": track_oid, "archived": {"$ne": True}}
+        where = {"school_id": self.school_id, "_id": track_oid, "archived": {"$ne": True},
+                 **preconditions.guard(track_oid)}  # If-Match
         if not force:
             where["enrolments.0"] = {"$exists": False}
         gone = Track._get_collection().find_one_and_delete(where)
@@ -290,6 +291,7 @@ class Tracks(TrackService):
 
     def _explain_refused_delete(self, track_oid) -> None:
         track = self._track(track_oid, enrolments={"$slice": 1})
+        preconditions.check(track_oid, track.get("version"))  # If-Match: 412
         if track.get("archived"):
             raise project_archived()
         raise Conflict("The track has students; delete with force=true to unenrol them.",

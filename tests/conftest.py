@@ -27,7 +27,7 @@ CHECKED_MODULES = {
     "test_timetable_cover", "test_timetable_cover_ranking", "test_timetable_cover_suggestions",
     "test_tracks_aggregate", "test_tracks_balancing", "test_tracks_rules",
     "test_team_rosters_history", "test_team_rosters_split", "test_team_rosters_import",
-    "test_import_files", "test_import_framework", "test_import_users",
+    "test_import_files", "test_import_framework", "test_import_users", "test_etags",
 }
 _db_names = itertools.count()
 
