@@ -6,6 +6,7 @@ from __future__ import annotations
 from flask_smorest import Blueprint
 from marshmallow import fields, validate
 
+from api.etags import versioned
 from api.schemas import BaseSchema, Date, Id, PageArgs, Timestamp, page_of
 from api.security import school_route
 from service.calendar import SchoolCalendars
@@ -108,6 +109,7 @@ def list_terms(ctx, args):
 @blp.route("/<school_id>/terms/<term_id>", methods=["GET"])
 @blp.response(200, TermSchema)
 @school_route()
+@versioned("term_id")
 def get_term(ctx, term_id):
     """One term."""
     return SchoolCalendars(ctx).get_term(term_id)
@@ -117,6 +119,7 @@ def get_term(ctx, term_id):
 @blp.arguments(TermUpdateSchema)
 @blp.response(200, TermSchema)
 @school_route(roles=ADMIN_ROLES)
+@versioned("term_id")
 def update_term(ctx, body, term_id):
     """Rename a term or move its dates; the same rules as creating one."""
     return SchoolCalendars(ctx).update_term(term_id, **body)
@@ -125,6 +128,7 @@ def update_term(ctx, body, term_id):
 @blp.route("/<school_id>/terms/<term_id>", methods=["DELETE"])
 @blp.response(204)
 @school_route(roles=ADMIN_ROLES)
+@versioned("term_id")
 def delete_term(ctx, term_id):
     """Remove a term (the covers given in it stay; fairness counts follow the terms)."""
     SchoolCalendars(ctx).delete_term(term_id)

@@ -34,6 +34,7 @@ class Term(EmbeddedDocument):
     start_date = DateTimeField(required=True)
     end_date = DateTimeField(required=True)
     created_at = DateTimeField(default=utcnow)
+    version = IntField(default=0)  # +1 on each edit of this term: its ETag (api/etags.py)
 
 
 class SchoolCalendar(SchoolOwned):

@@ -18,6 +18,7 @@ from pymongo.errors import DuplicateKeyError
 from documents.accounts import School
 from documents.base import utcnow
 from documents.calendar import Holiday, SchoolCalendar, Term
+from service import preconditions
 from service.aggregates import change
 from service.base import SchoolService
 from service.errors import Conflict, NotFound, ValidationFailed
@@ -154,11 +155,13 @@ class SchoolCalendars(SchoolService):
 
         def edit(calendar):
             current = self._term(calendar, wanted, term_id)
+            preconditions.check(wanted, current.version)  # If-Match: the term's own version
             before.update(term_summary(current))
             start = changes.get("start_date", as_date(current.start_date))
             end = changes.get("end_date", as_date(current.end_date))
             check_range(start, end)
             updated = Term(id=current.id, created_at=current.created_at,
+                           version=(current.version or 0) + 1,
                            name=changes.get("name", current.name),
                            start_date=as_datetime(start), end_date=as_datetime(end))
             self._check_no_overlap(updated, calendar.terms)
@@ -176,6 +179,7 @@ class SchoolCalendars(SchoolService):
 
         def remove(calendar):
             gone[:] = [self._term(calendar, wanted, term_id)]
+            preconditions.check(wanted, gone[0].version)  # If-Match
             return {"terms": [t for t in calendar.terms if t.id != wanted]}, None
 
         write_calendar(self.school_id, remove)

@@ -157,6 +157,32 @@ def test_school_patch_and_modules_put_with_if_match(client, world):
     assert client.get(path, headers=headers).headers["ETag"] == switched.headers["ETag"]
 
 
+# ---- terms: embedded in the school calendar, each with its own version ----
+
+def test_term_etag_is_its_own_and_guards_patch_and_delete(kit):
+    def term(name, start, end):
+        made = kit.call("POST", "/terms", {"name": name, "start_date": start, "end_date": end})
+        assert made.status_code == 201, made.json
+        return made.json
+
+    autumn = term("Autumn", "2026-09-01", "2026-12-18")
+    spring = term("Spring", "2027-01-05", "2027-03-26")
+    path = f"/terms/{autumn['id']}"
+    etag = kit.call("GET", path).headers["ETag"]
+    # another term changing leaves this term's ETag alone
+    kit.call("PATCH", f"/terms/{spring['id']}", {"name": "Spring 2027"})
+    assert kit.call("GET", path).headers["ETag"] == etag
+    renamed = kit.call("PATCH", path, {"name": "Autumn 2026"}, **{"If-Match": etag})
+    assert renamed.status_code == 200, renamed.json
+    current = renamed.headers["ETag"]
+    assert current != etag
+    stale(kit.call("PATCH", path, {"name": "Lost"}, **{"If-Match": etag}), current)
+    stale(kit.call("DELETE", path, **{"If-Match": etag}), current)
+    assert kit.call("GET", path).json["name"] == "Autumn 2026"
+    assert kit.call("DELETE", path, **{"If-Match": current}).status_code == 204
+    assert kit.call("GET", path).status_code == 404
+
+
 # ---- timetable settings: one per school, an ETag of its own kind ----
 
 def test_timetable_settings_put_with_if_match(kit, world):
