@@ -46,6 +46,8 @@ from service.timetable_slots import slots
 
 ENTITY = "timetable_assignment"
 IMPORTED_TYPES = ("regular", "admin_override", "peer_swap")
+# A file without these columns leaves them as stored.
+OPTIONAL_CLASS_COLUMNS = ("room_number", "student_count")
 
 
 def preload_assignments(ctx: SchoolContext, rows: list[Row], dry_run: bool
@@ -265,6 +267,7 @@ class TimetableSnapshot:
         slot = self.planned[plan.slot]
         derived = assignment_id_for(self.ctx.school_id, *staff_slot)
         plan.stored = slot.held_by(staff_id, derived)
+        classes = _with_unsent_columns_kept(plan.rows, classes, plan.stored)
         plan.document = assignment_document(plan.stored["id"] if plan.stored else derived,
                                             staff_id, classes, now)
         plan.keys = class_keys(classes)
@@ -450,6 +453,22 @@ def _people(school_id, query: dict) -> list[dict]:
 
 def _double_booking(kind: str, key: str) -> str:
     return f"double booking: {kind} {key!r} is already taught in this slot by someone else"
+
+
+def _with_unsent_columns_kept(rows: list[Row], classes: list[dict],
+                              stored: dict | None) -> list[dict]:
+    """A class column the file lacks (not an empty cell: no column) keeps the stored class's
+    value, so a planning system that sends no rooms does not clear them."""
+    if stored is None:
+        return classes
+    before = {booking_key(c["class_id"]): c for c in stored.get("classes", [])}
+    kept = []
+    for row, entry in zip(rows, classes, strict=True):
+        old = before.get(booking_key(entry["class_id"]), {})
+        unsent = {column: old[column] for column in OPTIONAL_CLASS_COLUMNS
+                  if not row.gives(column) and column in old}
+        kept.append({**entry, **unsent})
+    return kept
 
 
 def _class_tuples(classes: list[dict]) -> list[tuple]:

@@ -355,3 +355,20 @@ def test_a_killed_command_then_rerun_ends_like_one_clean_run(world, timetable, t
     assert run("assignments", path, world.school).code == 0
     assert domain_state(world) == recovered
     assert sum(len(assignments) for _, _, assignments in recovered) == 120
+
+
+def test_a_file_without_room_or_count_columns_keeps_them(world, timetable, tmp_path):
+    assert import_file(world, tmp_path, [row("T0", 0, 1, "7A", room="R1", count="24"),
+                                         row("T0", 0, 1, "7B", room="R2")]).code == 0
+    lean = write_csv(tmp_path / "lean.csv", ["staff", "day_of_week", "period_number",
+                                             "class_id", "subject"],
+                     [["T0", 0, 1, "7A", "Maths"], ["T0", 0, 1, "7B", "Maths"]])
+    outcome = run("assignments", lean, world.school)
+    assert (outcome.code, outcome.count("unchanged")) == (0, 2), outcome.report
+    (kept,) = stored(world)
+    assert [(c.class_id, c.room_number, c.student_count) for c in kept.classes] == [
+        ("7A", "R1", 24), ("7B", "R2", None)]
+    cleared = import_file(world, tmp_path, [row("T0", 0, 1, "7A"), row("T0", 0, 1, "7B")],
+                          name="empty-cells.csv")
+    assert (cleared.code, cleared.count("updated")) == (0, 2)
+    assert [c.room_number for c in stored(world)[0].classes] == [None, None]
