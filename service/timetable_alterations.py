@@ -236,9 +236,6 @@ class AlterationRequests(SchoolService):
             raise
         request.accepted_by = acceptor.id
         self._finish(request, reason, "accept")
-        webhooks.emit(self.ctx, "swap.accepted", {"request_id": request.id,
-                                                  "accepted_by": acceptor.id,
-                                                  "assignment_id": request.assignment_id})
         return request.reload()
 
     def _check_may_answer(self, request: AlterationRequest, me: User) -> None:
@@ -342,7 +339,8 @@ class AlterationRequests(SchoolService):
         """Step 3, once the slot shows the move: the outcome can only be "accepted" now, so
         its audit event and notifications are written first, under ids derived from the
         request (whoever writes them again, after a crash or in parallel, adds nothing),
-        then accepting -> accepted. True for the caller whose update made it."""
+        then accepting -> accepted. True for the caller whose update made it, which alone
+        tells the webhooks (whichever path finished it: the accept, a later reader, repair)."""
         acceptor = User.objects.for_school(self.school_id).get(id=request.accepted_by)
         data = {"request_id": str(request.id), "assignment_id": str(request.assignment_id)}
         told = [Notification(user_id=request.requester_id, message=f"Your alteration request "
@@ -359,9 +357,14 @@ class AlterationRequests(SchoolService):
             notification.school_id, notification.kind, notification.data = \
                 self.school_id, KIND, data
         insert_unique(Notification._get_collection(), [n.to_mongo() for n in told])
-        return self._transition(request, "accepting", {
+        made = self._transition(request, "accepting", {
             "status": "accepted", "responded_by": acceptor.id, "responded_at": utcnow(),
             "response_reason": reason, "open_key": f"closed:{request.id}"})
+        if made:
+            webhooks.emit(self.ctx, "swap.accepted", {"request_id": request.id,
+                                                      "accepted_by": acceptor.id,
+                                                      "assignment_id": request.assignment_id})
+        return made
 
     def reject(self, request_id, reason: str | None = None) -> AlterationRequest:
         self.require_role({"staff"})

@@ -52,6 +52,23 @@ def test_swap_requests_send_requested_rejected_cancelled_and_accepted(client, wo
                                                "assignment_id": held["id"]}]
 
 
+def test_an_accept_finished_by_rota_repair_sends_swap_accepted_once(client, world, subscribed):
+    from datetime import timedelta
+
+    from scripts.repair import run_repair
+    from tests.test_timetable_alterations import interrupt_accept
+
+    held = assign(client, world, world.staff, make_periods(client, world, count=1)[0]).json
+    request = ask(client, world, held, target_staff_id=world.staff2).json
+    interrupt_accept(world, request["id"], moved=True, age=timedelta(seconds=1))
+    assert queued(world, "swap.accepted") == []  # the worker died before the last write
+    for _ in range(2):
+        assert run_repair(world.school.code, lambda line: None) == 0
+    assert queued(world, "swap.accepted") == [{"request_id": request["id"],
+                                               "accepted_by": str(world.staff2.id),
+                                               "assignment_id": held["id"]}]
+
+
 def test_an_override_sends_assignment_overridden(client, world, subscribed):
     held = assign(client, world, world.staff, make_periods(client, world, count=1)[0]).json
     overridden = client.post(world.url(f"/timetable/assignments/{held['id']}/override"),
