@@ -26,6 +26,7 @@ from documents.accounts import User
 from documents.base import utcnow
 from documents.timetable import Assignment, Period, booking_key
 from documents.timetable_cover import DatedChange, DaySlot
+from service import webhooks
 from service.aggregates import change
 from service.base import SchoolService
 from service.calendar import (
@@ -238,6 +239,9 @@ class Cover(SchoolService):
         entry = self._entry(lesson, date, dated)
         self.audit(f"dated_{action}", "timetable_lesson", lesson.id,
                    after={"date": date, **_change_summary(dated)})
+        webhooks.emit(self.ctx, "cover.assigned", {
+            "date": date, "assignment_id": lesson.id, "action": action,
+            "cover_staff_id": dated.cover_staff_id, "room": room})
         self._announce(lesson, period, date, dated, cover_staff)
         return entry
 

@@ -111,3 +111,14 @@ def test_a_linked_team_sends_team_locked(client, world, people, project,  # noqa
     link(client, world, "evaluations", project, team)
     [payload] = queued(world, "team.locked")
     assert (payload["team_id"], payload["member_ids"]) == (team["id"], [str(people[0].id)])
+
+
+def test_a_cover_sends_cover_assigned(client, world, subscribed):
+    from tests.test_timetable_cover import MONDAY, School
+
+    school = School(client, world)
+    school.absent(school.teacher)
+    assert school.cover(school.third, school.spare).status_code == 201
+    assert queued(world, "cover.assigned") == [{
+        "date": MONDAY, "assignment_id": school.third["id"], "action": "cover",
+        "cover_staff_id": str(school.spare.id), "room": None}]
