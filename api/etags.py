@@ -11,7 +11,9 @@
 and has no id of its own (the timetable settings) names the school and a `kind`:
 `@versioned("school_id", kind="timetable-settings")`, its ETag `"timetable-settings:<school
 id>-v<version>"` (never mistaken for the school's), its manager checking `resource_id(...)`.
-The decorator
+A result whose `version` means something else (a project team's `version` is its number in
+the lineage) names the field holding the document's write counter:
+`@versioned("team_id", field="write_version")`. The decorator
 
 - on every method: sets `ETag: "<id>-v<version>"` on a 2xx answer whose result (a dict or a
   document, before dumping) carries a `version` (service/preconditions.py: `etag_of`);
@@ -50,7 +52,7 @@ class InvalidIfMatch(DomainError):
     code = "invalid_if_match"
 
 
-def versioned(arg: str, kind: str | None = None):
+def versioned(arg: str, kind: str | None = None, field: str = "version"):
     def decorate(fn):
         @wraps(fn)
         def wrapper(*args, **kwargs):
@@ -65,7 +67,7 @@ def versioned(arg: str, kind: str | None = None):
             if expectation is not None and not expectation.checked:
                 log.error("If-Match on %s %s was not checked by its manager",
                           request.method, request.path)
-            return with_etag(result, resource_id)
+            return with_etag(result, resource_id, field)
         wrapper._apidoc = deepcopy(getattr(fn, "_apidoc", {}))
         wrapper._apidoc["manual_doc"] = {**wrapper._apidoc.get("manual_doc", {}), MARK: True}
         return wrapper
@@ -87,11 +89,10 @@ def parse_if_match(header: str, resource_id: str) -> Expectation:
     return Expectation(resource_id, frozenset(versions))
 
 
-def with_etag(result, resource_id: str):
+def with_etag(result, resource_id: str, field: str = "version"):
     if result is None or type(result) is tuple:
         return result
-    version = result.get("version") if isinstance(result, dict) \
-        else getattr(result, "version", None)
+    version = result.get(field) if isinstance(result, dict) else getattr(result, field, None)
     if version is None:
         return result
     return result, {"ETag": etag_of(resource_id, version)}

@@ -203,6 +203,7 @@ def update_project(ctx, body, project_id):
 @blp.route("/<school_id>/projects/<project_id>", methods=["DELETE"])
 @blp.response(204)
 @school_route(roles=ADMIN_ROLES)
+@versioned("project_id")
 def delete_project(ctx, project_id):
     """Delete a project (admins) together with its sub-projects and all their tracks, and
     with them the tracks' instructors, student enrolments and courses, and the project

@@ -6,6 +6,7 @@ from __future__ import annotations
 from flask_smorest import Blueprint
 from marshmallow import fields, validate
 
+from api.etags import versioned
 from api.schemas import BaseSchema, Id, PageArgs, Timestamp, page_of
 from api.security import school_route
 from documents.team_rosters import BACKFILL_SOURCES, LINKED_STATUSES
@@ -235,6 +236,7 @@ def clone_teams(ctx, project_id, source_id):
 @blp.route("/<school_id>/project-teams/<team_id>", methods=["GET"])
 @blp.response(200, ProjectTeamSchema)
 @school_route(module=MODULE)
+@versioned("team_id", field="write_version")
 def get_team(ctx, team_id):
     """One project team version with members (students: only a team they are in)."""
     return ProjectTeams(ctx).detail(team_id)
@@ -282,6 +284,7 @@ def create_team_version(ctx, team_id):
 @blp.response(204)
 @blp.alt_response(409, description="team_linked: a record links (locks) this version")
 @school_route(module=MODULE, roles=STAFF_ROLES)
+@versioned("team_id", field="write_version")
 def delete_team(ctx, team_id):
     """Delete one version of a team that nothing links. A project's unlinked teams also go
     with the project (DELETE S/projects/{id})."""

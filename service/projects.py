@@ -26,7 +26,7 @@ from service import preconditions
 from service.aggregates import update_where
 from service.base import SchoolService
 from service.context import STAFF_ROLES
-from service.errors import Conflict, Forbidden, ModuleDisabled, ValidationFailed
+from service.errors import Conflict, Forbidden, ModuleDisabled, NotFound, ValidationFailed
 from service.pagination import Page, paginate
 from service.team_rosters_deletion import ProjectTeamsDeletion
 from service.tracks import Tracks, project_archived
@@ -179,7 +179,8 @@ class Projects(SchoolService):
         subs = Project.objects.for_school(self.school_id).filter(
             parent_id=project.id, status__ne="archived")
         return {"sub_projects_switched": subs.update(set__auto_balance_students=auto_balance,
-                                                     set__updated_at=utcnow())}
+                                                     set__updated_at=utcnow(),
+                                                     inc__version=1)}  # their ETags move
 
     def _move_status(self, project: Project, status: str) -> None:
         current = project.status or "draft"
@@ -210,7 +211,7 @@ class Projects(SchoolService):
         subs = Project.objects.for_school(self.school_id).filter(parent_id=project.id)
         sub_ids = list(subs.scalar("id"))
         subs.filter(status__ne="archived").update(set__status="archived",
-                                                  set__updated_at=utcnow())
+                                                  set__updated_at=utcnow(), inc__version=1)
         owners = [project.id, *sub_ids]
         tracks = Track.objects.for_school(self.school_id).filter(
             __raw__={"$or": [{"root_project_id": {"$in": owners}},
@@ -226,6 +227,12 @@ class Projects(SchoolService):
         again."""
         self.require_admin()
         project = self.get_project(project_id)
+        if preconditions.current() is not None:
+            # If-Match: one conditional write of the project (its version in the filter, +1)
+            # before any step; a writer holding the same ETag loses to it, or it loses (412).
+            if update_where(Project._get_collection(), self.school_id, {"_id": project.id},
+                            {"$set": {"updated_at": utcnow()}}) is None:
+                raise NotFound(f"No project with id {project_id!r}.")
         project_ids = [project.id, *Project.objects.for_school(self.school_id)
                        .filter(parent_id=project.id).scalar("id")]
         teams = ProjectTeamsDeletion(self.ctx)

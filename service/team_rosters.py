@@ -276,7 +276,9 @@ class ProjectTeams(RosterService):
         return found
 
     def detail(self, team_id) -> dict:
-        return self._present(self.team(team_id))
+        team = self.team(team_id)
+        # write_version: the document's write counter, the team's ETag (api/etags.py)
+        return {**self._present(team), "write_version": team.version}
 
     def members(self, team_id, page: int = 1, page_size: int = 50) -> Page:
         team = self.team(team_id)

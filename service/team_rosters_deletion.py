@@ -33,7 +33,7 @@ from documents.team_rosters import (
     ProjectTeam,
     ProjectTeamsClosing,
 )
-from service import audit
+from service import audit, preconditions
 from service.base import SchoolService
 from service.context import STAFF_ROLES
 from service.errors import Conflict, NotFound
@@ -53,15 +53,17 @@ class ProjectTeamsDeletion(SchoolService):
         self.require_role(STAFF_ROLES)
         oid = object_id(team_id, "project team")
         teams = ProjectTeam._get_collection()
+        expected = preconditions.guard(oid)  # If-Match: the version in the delete's filter
         before = teams.find_one_and_delete(
-            {"school_id": self.school_id, "_id": oid, "locked": False})
+            {"school_id": self.school_id, "_id": oid, "locked": False, **expected})
         if before is None and self._lock_left_by_a_crash([oid]):
             before = teams.find_one_and_delete({"school_id": self.school_id, "_id": oid,
-                                                **self._stale_lock()})
+                                                **self._stale_lock(), **expected})
         if before is None:
             team = ProjectTeam.objects.for_school(self.school_id).filter(id=oid).first()
             if team is None:
                 raise NotFound(f"No project team with id {team_id!r}.")
+            preconditions.check(oid, team.version)  # 412 before explaining a lock
             raise Conflict(
                 f"Team '{team.display_name_at_time}' (version {team.team_version}) is linked: "
                 f"{team.locked_reason or 'a record links to it'}; it cannot be deleted.",

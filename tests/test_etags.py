@@ -14,6 +14,7 @@ import requests
 from documents.accounts import School
 from documents.idempotency import IdempotencyRecord
 from documents.projects import Project
+from documents.team_rosters import ProjectTeam
 from documents.tracks import Track
 from tests.helpers import oid, parallel, unique
 from tests.test_timetable import assign, make_periods
@@ -132,6 +133,40 @@ def test_project_patch_with_if_match(kit):
     stale(kit.call("PATCH", path, {"description": "lost"}, **{"If-Match": etag}),
           changed.headers["ETag"])
     assert Project.objects.get(id=project["id"]).description == "v2"
+    # a sub-project is a project: its own ETag, moved on by the parent's switch copied to it
+    sub = kit.call("POST", f"{path}/sub-projects", {"name": "Sub"})
+    assert sub.status_code == 201, sub.json
+    sub_path = f"/projects/{sub.json['id']}"
+    sub_etag = kit.call("GET", sub_path).headers["ETag"]
+    kit.call("PATCH", path, {"auto_balance_students": True})
+    stale(kit.call("PATCH", sub_path, {"name": "Lost"}, **{"If-Match": sub_etag}),
+          kit.call("GET", sub_path).headers["ETag"])
+    # DELETE: held against the project before any step of the cascade
+    current = kit.call("GET", path).headers["ETag"]
+    stale(kit.call("DELETE", path, **{"If-Match": etag}), current)
+    assert Project.objects(id__in=[project["id"], sub.json["id"]]).count() == 2
+    assert kit.call("DELETE", path, **{"If-Match": current}).status_code == 204
+    assert Project.objects(id__in=[project["id"], sub.json["id"]]).count() == 0
+
+
+# ---- project teams: the ETag is the document's write counter, not the team's number ----
+
+def test_project_team_etag_and_delete_with_if_match(kit, world):
+    project = kit.project()
+    team = kit.call("POST", f"/projects/{project['id']}/teams", {"team_name": "Crew"},
+                    role="staff")
+    assert team.status_code == 201, team.json
+    path = f"/project-teams/{team.json['id']}"
+    etag = kit.call("GET", path, role="staff").headers["ETag"]
+    assert etag == f'"{team.json["id"]}-v{ProjectTeam.objects.get(id=team.json["id"]).version}"'
+    added = kit.call("POST", f"{path}/members", {"members": [{"user_id": str(world.student.id)}]},
+                     role="staff")
+    assert added.status_code == 200, added.json
+    current = kit.call("GET", path, role="staff").headers["ETag"]
+    assert current != etag
+    stale(kit.call("DELETE", path, role="staff", **{"If-Match": etag}), current)
+    assert ProjectTeam.objects(id=team.json["id"]).count() == 1
+    assert kit.call("DELETE", path, role="staff", **{"If-Match": current}).status_code == 204
 
 
 # ---- schools: `version` counted by every change of name, time zone or modules ----
