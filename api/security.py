@@ -10,7 +10,7 @@ from copy import deepcopy
 from functools import wraps
 
 from bson import ObjectId
-from flask import current_app, g, request
+from flask import current_app, g, has_request_context, request
 from flask_jwt_extended import (
     JWTManager,
     create_access_token,
@@ -75,7 +75,11 @@ def bearer_token() -> str | None:
 
 def _key_actor(key: str) -> Actor:
     keys = ApiKeys()
-    api_key = keys.authenticate(key, writes=request.method not in READ_METHODS)
+    school_id = _school_route_id()
+    api_key = keys.authenticate(key, writes=request.method not in READ_METHODS,
+                                school_id=ObjectId(school_id) if school_id else None)
+    if school_id is not None:
+        g.checked_school = (school_id, keys.school)
     g.api_key_quota = keys.count_request(api_key, current_app.config["ROTA_API_KEY_RATE_LIMIT"])
     keys.require_quota(g.api_key_quota)
     return keys.actor(api_key)
@@ -95,6 +99,35 @@ def forget_caller(_exc) -> None:
     # `g` outlives the request when an app context was pushed around it (tests, commands).
     g.pop("caller", None)
     g.pop("api_key_quota", None)
+    g.pop("revocation", None)
+    g.pop("checked_school", None)
+
+
+def token_revoked(jti: str) -> bool:
+    """The blocklist check of an access or refresh token, once per request. On a school route
+    it reads the school along with it (one round trip) and keeps it for the tenancy check."""
+    if not has_request_context():
+        return Authenticator().is_revoked(jti)
+    known = g.get("revocation")
+    if known is not None and known[0] == jti:
+        return known[1]
+    school_id = _school_route_id()
+    if school_id is None:
+        revoked = Authenticator().is_revoked(jti)
+    else:
+        school, revoked = Authenticator().school_and_revocation(ObjectId(school_id), jti)
+        g.checked_school = (school_id, school)
+    g.revocation = (jti, revoked)
+    return revoked
+
+
+def _school_route_id() -> str | None:
+    """The well-formed `school_id` of this request's school route, if it is one."""
+    view = current_app.view_functions.get(request.endpoint)
+    if getattr(view, "_school_access", None) is None or not request.view_args:
+        return None
+    school_id = request.view_args.get("school_id")
+    return school_id if isinstance(school_id, str) and ObjectId.is_valid(school_id) else None
 
 
 def authenticated(fn):
@@ -128,8 +161,11 @@ def enforce_school_access():
     if access is None or request.view_args is None or request.method == "OPTIONS":
         return
     module, roles = access
-    g.school_ctx = school_context(request_actor(), request.view_args["school_id"],
-                                  module=module, roles=roles)
+    actor = request_actor()
+    school_id = request.view_args["school_id"]
+    checked = g.pop("checked_school", None)
+    prefetched = {"school": checked[1]} if checked and checked[0] == school_id else {}
+    g.school_ctx = school_context(actor, school_id, module=module, roles=roles, **prefetched)
 
 
 def access_doc(module: str | None, roles) -> dict:
@@ -150,7 +186,7 @@ def init_security(app) -> None:
 
     @jwt.token_in_blocklist_loader
     def is_revoked(_header, payload):
-        return Authenticator().is_revoked(payload["jti"])
+        return token_revoked(payload["jti"])
 
     def unauthorized(message):
         return error_response(401, "unauthorized", message)

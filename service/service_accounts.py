@@ -172,10 +172,15 @@ class ApiKeys:
     def __init__(self, now: datetime | None = None):
         self.now = now or utcnow()
 
-    def authenticate(self, key: str, writes: bool) -> ApiKey:
+    def authenticate(self, key: str, writes: bool, school_id=None) -> ApiKey:
         """The live key (one read by its unique hash); 401 for an unknown, revoked or expired
-        key, 403 for a read-only key asked to write."""
-        found = ApiKey.objects(key_hash=key_hash(key)).first()
+        key, 403 for a read-only key asked to write. With `school_id` (a school route), the
+        same read brings the school for the tenancy check: `self.school` (None: no such
+        school)."""
+        if school_id is None:
+            found = ApiKey.objects(key_hash=key_hash(key)).first()
+        else:
+            found = self._key_and_school(key, school_id)
         if found is None:
             raise Unauthorized("The API key is not valid.")
         if found.revoked_at is not None:
@@ -186,6 +191,25 @@ class ApiKeys:
             raise Forbidden("This API key may only read (GET).", code="read_only")
         self._touch(found)
         return found
+
+    def _key_and_school(self, key: str, school_id) -> ApiKey | None:
+        from documents.accounts import School
+
+        found = list(ApiKey._get_collection().aggregate([
+            {"$match": {"key_hash": key_hash(key)}},
+            {"$limit": 1},
+            {"$addFields": {"_school": {"$literal": school_id}}},
+            {"$lookup": {"from": School._get_collection_name(), "localField": "_school",
+                         "foreignField": "_id", "as": "_schools"}},
+        ]))
+        if not found:
+            return None
+        document = found[0]
+        document.pop("_school", None)
+        schools = [{k: v for k, v in school.items() if k in ("_id", "company_id", "modules")}
+                   for school in document.pop("_schools")]
+        self.school = School._from_son(schools[0]) if schools else None
+        return ApiKey._from_son(document)
 
     def _touch(self, key: ApiKey) -> None:
         """Record the use at most once a minute per key: nothing is sent while the copy just

@@ -18,12 +18,17 @@ def in_scope(actor: Actor, school: School) -> bool:
     return school.id == actor.school_id
 
 
+UNREAD = object()
+
+
 def school_context(actor: Actor, school_id, module: str | None = None,
-                   roles: Iterable[str] | None = None) -> SchoolContext:
+                   roles: Iterable[str] | None = None, school=UNREAD) -> SchoolContext:
     """Resolve a school for this actor: 404 outside their scope (never reveal it exists),
-    403 for a role that may not, 403 `module_disabled` for a module switched off."""
-    school = School.objects(id=object_id(school_id, "school")).only(
-        "id", "company_id", "modules").first()
+    403 for a role that may not, 403 `module_disabled` for a module switched off. `school` is
+    the school (or None: no such school) when already read with the token check."""
+    if school is UNREAD:
+        school = School.objects(id=object_id(school_id, "school")).only(
+            "id", "company_id", "modules").first()
     if school is None or not in_scope(actor, school):
         raise NotFound(f"No school with id {school_id!r}.")
     if roles is not None and actor.role not in roles and actor.role != "system":
