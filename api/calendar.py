@@ -9,7 +9,7 @@ from marshmallow import fields, validate
 from api.etags import versioned
 from api.schemas import BaseSchema, Date, Id, PageArgs, Timestamp, page_of
 from api.security import school_route
-from service.calendar import SchoolCalendars
+from service.calendar import SETTINGS_KIND, SchoolCalendars
 from service.context import ADMIN_ROLES
 
 blp = Blueprint("calendar", __name__, url_prefix="/schools",
@@ -72,6 +72,7 @@ class HolidayListArgs(PageArgs):
 @blp.route("/<school_id>/calendar/settings", methods=["GET"])
 @blp.response(200, CalendarSettingsSchema)
 @school_route()
+@versioned("school_id", kind=SETTINGS_KIND)
 def get_calendar_settings(ctx):
     """The A/B week rotation of the school."""
     return SchoolCalendars(ctx).settings()
@@ -81,6 +82,7 @@ def get_calendar_settings(ctx):
 @blp.arguments(CalendarSettingsUpdateSchema)
 @blp.response(200, CalendarSettingsSchema)
 @school_route(roles=ADMIN_ROLES)
+@versioned("school_id", kind=SETTINGS_KIND)
 def update_calendar_settings(ctx, body):
     """Switch the A/B rotation on or off; `week_a_starts` (a Monday) is needed to turn it
     on (422 otherwise)."""

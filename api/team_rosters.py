@@ -81,6 +81,9 @@ class ProjectTeamSchema(BaseSchema):
     superseded = fields.Boolean(metadata={
         "description": "a newer version exists: new records cannot link this one (409 "
                        "`superseded`); records linked already keep it"})
+    archived = fields.Boolean(metadata={
+        "description": "its project is archived: the team is read-only (writes 409 "
+                       "`project_archived`)"})
     created_at = Timestamp()
     updated_at = Timestamp()
 
@@ -166,6 +169,7 @@ def list_groups(ctx, args):
 @blp.response(200, GroupSchema)
 @blp.doc(operationId="getCourseGroup")
 @school_route(module=MODULE, roles=STAFF_ROLES)
+@versioned("group_id")
 def get_group(ctx, group_id):
     """One course group."""
     return CourseGroups(ctx).detail(group_id)
@@ -176,6 +180,7 @@ def get_group(ctx, group_id):
 @blp.response(200, GroupSchema)
 @blp.doc(operationId="replaceCourseGroupMembers")
 @school_route(module=MODULE, roles=STAFF_ROLES)
+@versioned("group_id")
 def replace_group_members(ctx, body, group_id):
     """Replace the group's members. Project teams made from it do not change."""
     return CourseGroups(ctx).replace_members(group_id, body["member_ids"])
@@ -185,6 +190,7 @@ def replace_group_members(ctx, body, group_id):
 @blp.response(204)
 @blp.doc(operationId="deleteCourseGroup")
 @school_route(module=MODULE, roles=STAFF_ROLES)
+@versioned("group_id")
 def delete_group(ctx, group_id):
     """Delete a course group; project teams made from it keep their members and team_id."""
     CourseGroups(ctx).delete(group_id)

@@ -27,6 +27,7 @@ class CourseGroup(SchoolOwned):
     name = StringField(required=True)
     member_ids = ListField(ObjectIdField())
     updated_at = DateTimeField(default=utcnow)
+    version = IntField(default=0)  # +1 on each change of the members: the ETag (api/etags.py)
 
 
 class TeamMember(EmbeddedDocument):
@@ -71,6 +72,9 @@ class ProjectTeam(SchoolOwned):
     # Set once a newer version of the lineage exists; linking matches only `superseded: False`
     # (service/team_rosters.py), so a new record never takes an old version.
     superseded = BooleanField(default=False)
+    # Set by archiving the project (service/projects.py, after its tracks): every edit, lock
+    # and delete matches only `archived: {$ne: True}`, so none lands after it.
+    archived = BooleanField(default=False)
     updated_at = DateTimeField(default=utcnow)
     version = IntField(default=0)
 

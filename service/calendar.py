@@ -26,6 +26,7 @@ from service.ids import object_id
 from service.pagination import Page, paginate, paginate_list
 
 WEEKS = ("A", "B")
+SETTINGS_KIND = "calendar-settings"  # its ETag: api/etags.py `versioned(kind=...)`
 
 
 def as_datetime(day: date) -> datetime:
@@ -109,6 +110,10 @@ class SchoolCalendars(SchoolService):
         before = {}
 
         def apply(calendar):
+            # If-Match on the calendar (its version counts term edits too): 412, on a lost
+            # race as well (service/preconditions.py)
+            preconditions.check(preconditions.resource_id(SETTINGS_KIND, self.school_id),
+                                calendar.version)
             before.update(week_rotation=calendar.week_rotation,
                           week_a_starts=calendar.week_a_starts)
             rotating = changes.get("week_rotation", calendar.week_rotation)

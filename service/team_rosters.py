@@ -20,6 +20,13 @@ unique (project, lineage, team_version) index (a parallel twin retries with the 
 then the older versions are marked `superseded`. A link matches only `superseded: False` and
 also checks for a newer version (a crash before the mark leaves it unset), so new records
 always take the newest version; records linked before keep theirs.
+
+An archived project's teams are read-only (409 `project_archived`): archiving flags every
+version `archived` (service/projects.py, after the tracks), and every edit, lock and delete
+filters on `archived: {$ne: True}`, so none lands after the flag. A version being inserted
+(a new team, a new version, a correction, a late joiner, a clone) checks the project again
+after its insert and removes itself if it got archived meanwhile: it was either inserted
+before the archive flagged the teams (then flagged too), or it sees the archive.
 """
 
 from __future__ import annotations
@@ -37,14 +44,14 @@ from documents.team_rosters import (
     ProjectTeam,
     TeamMember,
 )
-from service import audit, notifications, webhooks
+from service import audit, notifications, preconditions, webhooks
 from service.aggregates import ATTEMPTS, update_where
 from service.base import SchoolService
 from service.context import STAFF_ROLES
 from service.errors import Conflict, NotFound, ValidationFailed
 from service.ids import field_object_id, object_id, unique_ids
 from service.pagination import Page, paginate, paginate_list
-from service.team_rosters_deletion import ProjectTeamsDeletion
+from service.team_rosters_deletion import ProjectTeamsDeletion, project_archived
 
 VERSION_ATTEMPTS = 10
 # The API's names for the stored `backfill_source` values (documents/team_rosters.py).
@@ -65,7 +72,7 @@ def team_dict(team: ProjectTeam, names: dict) -> dict:
             "member_count": len(team.members), "members_version": team.members_version,
             "locked": team.locked, "locked_at": team.locked_at,
             "locked_reason": team.locked_reason, "backfill_source": team.backfill_source,
-            "superseded": team.superseded,
+            "superseded": team.superseded, "archived": bool(team.archived),
             "created_at": team.created_at, "updated_at": team.updated_at}
 
 
@@ -83,6 +90,20 @@ class RosterService(SchoolService):
             raise ValidationFailed(f"{field} is not a project of this school.",
                                    {field: ["Not a project of this school."]})
         return project
+
+    def project_is_archived(self, project_id) -> bool:
+        """Whether the project, or for a sub-project its project, is archived: one read, two
+        for a sub-project."""
+        project = Project.objects.for_school(self.school_id).filter(id=project_id).only(
+            "status", "parent_id").first()
+        if project is None or project.status == "archived":
+            return project is not None
+        return project.parent_id is not None and Project.objects.for_school(
+            self.school_id).filter(id=project.parent_id, status="archived").count() > 0
+
+    def refuse_if_archived(self, project_id) -> None:
+        if self.project_is_archived(project_id):
+            raise project_archived(project_id)
 
     def school_users(self, ids: list[ObjectId], field: str) -> dict[ObjectId, User]:
         """The named users of this school in one query; 422 naming any that are not."""
@@ -146,19 +167,33 @@ class CourseGroups(RosterService):
         group = self.get(CourseGroup, group_id, "group")
         ids = unique_ids(member_ids, "member_ids")
         self.school_users(ids, "member_ids")
-        before = CourseGroup.objects.for_school(self.school_id).filter(id=group.id).modify(
-            set__member_ids=ids, set__updated_at=utcnow())
+        before = self._group_where(group).modify(set__member_ids=ids, set__updated_at=utcnow(),
+                                                 inc__version=1)
         if before is None:
-            raise NotFound(f"No group with id {group_id!r}.")
+            self._refused(group, group_id)
+        preconditions.written(group.id)
         self.audit("replace_members", "course_group", group.id,
                    before={"member_ids": before.member_ids}, after={"member_ids": ids})
         return self.get(CourseGroup, group.id, "group")
+
+    def _group_where(self, group: CourseGroup):
+        """The group, at the version If-Match names when the request sent one."""
+        return CourseGroup.objects.for_school(self.school_id).filter(
+            id=group.id, __raw__=preconditions.guard(group.id))
+
+    def _refused(self, group: CourseGroup, group_id) -> None:
+        current = CourseGroup.objects.for_school(self.school_id).filter(id=group.id) \
+            .only("version").first()
+        if current is not None:
+            preconditions.check(group.id, current.version)  # If-Match: 412
+        raise NotFound(f"No group with id {group_id!r}.")
 
     def delete(self, group_id) -> None:
         """Project teams made from the group keep their members and their `team_id`."""
         self.require_role(STAFF_ROLES)
         group = self.get(CourseGroup, group_id, "group")
-        CourseGroup.objects.for_school(self.school_id).filter(id=group.id).delete()
+        if not self._group_where(group).delete():
+            self._refused(group, group_id)
         self.audit("delete", "course_group", group.id,
                    before={"name": group.name, "member_ids": group.member_ids})
 
@@ -220,7 +255,10 @@ class ProjectTeams(RosterService):
         """Insert `make(lineage, latest version + 1, new id)` (a new lineage when None: the
         team's own id), then mark the lineage's older versions superseded. A parallel twin
         that took the same number makes the unique (project, lineage, team_version) index
-        refuse this insert, which then takes the next number."""
+        refuse this insert, which then takes the next number. Under an archived project: 409
+        `project_archived`, also when it is archived while this inserts (checked again after
+        the insert, which is then removed)."""
+        self.refuse_if_archived(project_id)
         for _ in range(VERSION_ATTEMPTS):
             oid = ObjectId()
             latest = None if lineage is None else ProjectTeam.objects.for_school(
@@ -235,6 +273,9 @@ class ProjectTeams(RosterService):
         else:
             raise Conflict("Others are making versions of this team right now; try again.",
                            code="version_busy")
+        if self.project_is_archived(project_id):
+            ProjectTeam.objects.for_school(self.school_id).filter(id=team.id).delete()
+            raise project_archived(project_id)
         if team.team_version > 1:
             # A crash before this leaves older versions unmarked; linking also checks for a
             # newer version (`_refuse_superseded`), so nothing depends on the mark alone.
@@ -259,9 +300,11 @@ class ProjectTeams(RosterService):
         member of the page, whatever the number of teams. `latest`: only the newest version
         of each team, the one future evaluations use. `backfill_source` (`group` or
         `inferred`): only the backfilled teams whose members came from that source, for
-        review."""
-        project = self.project(project_id)
-        teams = self.visible_teams().filter(project_id=project.id)
+        review. The project is read only for an empty page, to tell an unknown project (404)
+        from one without teams: a project's teams go before it (service.projects.delete), so
+        teams found mean the project exists."""
+        project_oid = object_id(project_id, "project")
+        teams = self.visible_teams().filter(project_id=project_oid)
         if backfill_source:
             teams = teams.filter(backfill_source=BACKFILL_FILTERS[backfill_source])
         teams = teams.order_by("display_name_at_time", "lineage", "team_version").batch_size(
@@ -271,6 +314,8 @@ class ProjectTeams(RosterService):
             found = paginate_list([t for t in teams if newest[t.lineage] is t], page, page_size)
         else:
             found = paginate(teams, page, page_size)
+        if not found.items:
+            self.project(project_id)
         names = self.names_of(uid for team in found.items for uid in team.member_ids)
         found.items = [team_dict(team, names) for team in found.items]
         return found
@@ -327,20 +372,24 @@ class ProjectTeams(RosterService):
 
     def _edit_roster(self, team_id, precondition: dict, edit: dict, refuse) -> ProjectTeam:
         """Apply `edit` to the members in one update that matches only while the team is
-        unlocked and `precondition` holds. When it matches nothing, the team as it is now
-        says why: locked (final, nothing unlocks a version: 409 `team_locked`), or `refuse`
-        raises the rule's error. If neither, a parallel edit changed the team in between
-        (say, removed the person we add), so the update is tried again."""
+        unlocked, not archived and `precondition` holds. When it matches nothing, the team as
+        it is now says why: archived (409 `project_archived`), locked (final, nothing unlocks
+        a version: 409 `team_locked`), or `refuse` raises the rule's error. If none, a
+        parallel edit changed the team in between (say, removed the person we add), so the
+        update is tried again."""
         oid = object_id(team_id, "project team")
         update = {**edit, "$inc": {"members_version": 1}, "$set": {"updated_at": utcnow()}}
         for _ in range(ATTEMPTS):
             after = update_where(ProjectTeam._get_collection(), self.school_id,
-                                 {"_id": oid, "locked": False, **precondition}, update)
+                                 {"_id": oid, "locked": False, "archived": {"$ne": True},
+                                  **precondition}, update)
             if after is not None:
                 return ProjectTeam._from_son(after)
             team = ProjectTeam.objects.for_school(self.school_id).filter(id=oid).first()
             if team is None:
                 raise NotFound(f"No project team with id {team_id!r}.")
+            if team.archived:
+                raise project_archived(team.project_id)
             if team.locked:
                 raise self._locked(team)
             refuse(team)
@@ -387,16 +436,22 @@ class ProjectTeams(RosterService):
     def clone(self, target_project_id, source_project_id) -> dict:
         """Copy the latest version of every team of `source` into `target`, unlocked, in one
         bulk insert. Each copy's lineage names its origin, so cloning the same teams into the
-        same project again (a retry, a double click) adds nothing twice."""
+        same project again (a retry, a double click) adds nothing twice. An archived target:
+        409 `project_archived` (checked again after the insert, whose copies then go)."""
         self.require_role(STAFF_ROLES)
         target = self.project(target_project_id)
         source = self.project(source_project_id)
         if target.id == source.id:
             raise ValidationFailed("A project cannot clone its own teams.",
                                    {"source": ["Must differ from the target project."]})
+        self.refuse_if_archived(target.id)
         copies = [self._copy(team, target.id, "clone:" + team.lineage.removeprefix("clone:"), 1)
                   for team in self._latest_versions(source.id)]
         inserted = self._insert_new(copies)
+        if inserted and self.project_is_archived(target.id):
+            ProjectTeam.objects.for_school(self.school_id).filter(
+                id__in=[team.id for team in inserted]).delete()
+            raise project_archived(target.id)
         audit.record_many([audit.audit_event(
             self.actor, self.school_id, "clone", "project_team", team.id,
             after={"from_project_id": source.id, "project_id": target.id,
@@ -432,11 +487,13 @@ class ProjectTeams(RosterService):
     def lock(self, team: ProjectTeam, reason: str) -> ProjectTeam:
         """Lock the team for a record about to link to it and return the team as locked: its
         roster is final from the moment this returns. 409 `superseded` when a newer version
-        of the team exists: new records take the newest."""
+        of the team exists: new records take the newest. 409 `project_archived` when the
+        project is archived (the record, written after, checks the project again)."""
         self.refuse_superseded(team)
         now = utcnow()
         locked = update_where(ProjectTeam._get_collection(), self.school_id,
-                              {"_id": team.id, "locked": False, "superseded": {"$ne": True}},
+                              {"_id": team.id, "locked": False, "superseded": {"$ne": True},
+                               "archived": {"$ne": True}},
                               {"$set": {"locked": True, "locked_at": now,
                                         "locked_reason": reason, "updated_at": now}})
         if locked is None:
@@ -445,6 +502,8 @@ class ProjectTeams(RosterService):
             current = ProjectTeam.objects.for_school(self.school_id).filter(id=team.id).first()
             if current is None:
                 raise NotFound(f"No project team with id {team.id}.")
+            if current.archived:
+                raise project_archived(current.project_id)
             self.refuse_superseded(current)
             return current
         locked = ProjectTeam._from_son(locked)

@@ -46,6 +46,14 @@ def kit(client, world):
     return Kit(client, world)
 
 
+@pytest.fixture(autouse=True)
+def every_if_match_is_checked(caplog):
+    """A route marked `@versioned` whose manager never held If-Match against its write logs
+    an error (api/etags.py): none may in these tests."""
+    yield
+    assert not [r for r in caplog.records if "was not checked" in r.getMessage()]
+
+
 def stale(response, current_etag):
     assert response.status_code == 412, response.json
     error = response.json["error"]
@@ -167,6 +175,34 @@ def test_project_team_etag_and_delete_with_if_match(kit, world):
     stale(kit.call("DELETE", path, role="staff", **{"If-Match": etag}), current)
     assert ProjectTeam.objects(id=team.json["id"]).count() == 1
     assert kit.call("DELETE", path, role="staff", **{"If-Match": current}).status_code == 204
+
+
+def test_course_group_put_members_and_delete_with_if_match(kit, world):
+    made = kit.call("POST", "/groups", {"name": "Blue", "member_ids": []}, role="staff")
+    assert made.status_code == 201, made.json
+    path = f"/groups/{made.json['id']}"
+    etag = kit.call("GET", path, role="staff").headers["ETag"]
+    members = {"member_ids": [str(world.student.id)]}
+    replaced = kit.call("PUT", f"{path}/members", members, role="staff", **{"If-Match": etag})
+    assert replaced.status_code == 200, replaced.json
+    current = replaced.headers["ETag"]
+    assert current != etag
+    stale(kit.call("PUT", f"{path}/members", {"member_ids": []}, role="staff",
+                   **{"If-Match": etag}), current)
+    stale(kit.call("DELETE", path, role="staff", **{"If-Match": etag}), current)
+    assert kit.call("GET", path, role="staff").json["member_ids"] == [str(world.student.id)]
+    assert kit.call("DELETE", path, role="staff", **{"If-Match": current}).status_code == 204
+
+
+def test_calendar_settings_put_with_if_match(kit, world):
+    etag = kit.call("GET", "/calendar/settings").headers["ETag"]
+    assert etag.startswith(f'"calendar-settings:{world.school.id}-v')
+    on = {"week_rotation": True, "week_a_starts": "2026-09-07"}
+    changed = kit.call("PUT", "/calendar/settings", on, **{"If-Match": etag})
+    assert changed.status_code == 200, changed.json
+    stale(kit.call("PUT", "/calendar/settings", {"week_rotation": False}, **{"If-Match": etag}),
+          changed.headers["ETag"])
+    assert kit.call("GET", "/calendar/settings").json["week_rotation"] is True
 
 
 # ---- schools: `version` counted by every change of name, time zone or modules ----
