@@ -7,6 +7,7 @@ from flask_smorest import Blueprint
 from marshmallow import fields, validate
 
 from api.calendar import TermSchema
+from api.etags import versioned
 from api.schemas import BaseSchema, Date, Id, PageArgs, Timestamp, page_of
 from api.security import school_route
 from api.timetable import ClassSchema
@@ -205,6 +206,7 @@ def list_absences(ctx, args):
 @blp.route("/<school_id>/timetable/absences/<absence_id>", methods=["GET"])
 @blp.response(200, AbsenceSchema)
 @school_route(module=MODULE, roles=STAFF_ROLES)
+@versioned("absence_id")
 def get_absence(ctx, absence_id):
     """One absence (staff: their own)."""
     return Absences(ctx).get_absence(absence_id)
@@ -221,6 +223,7 @@ def confirm_absence(ctx, absence_id):
 @blp.route("/<school_id>/timetable/absences/<absence_id>", methods=["DELETE"])
 @blp.response(204)
 @school_route(module=MODULE, roles=STAFF_ROLES)
+@versioned("absence_id")
 def delete_absence(ctx, absence_id):
     """Admins delete any absence; staff withdraw their own pending one (403
     `absence_confirmed` after)."""

@@ -16,6 +16,7 @@ from documents.accounts import User
 from documents.audit import Notification
 from documents.base import utcnow
 from documents.timetable_cover import Absence, CoverSettings
+from service import preconditions
 from service.aggregates import update_where
 from service.base import SchoolService
 from service.calendar import as_date, as_datetime, check_range
@@ -171,9 +172,14 @@ class Absences(SchoolService):
             if absence.status != "pending":
                 raise Forbidden("A confirmed absence is withdrawn by an admin.",
                                 code="absence_confirmed")
+        preconditions.check(absence.id, absence.version)  # If-Match, and in the filter:
         removed = Absence.objects.for_school(self.school_id).filter(
-            id=absence.id, **({} if self.actor.is_admin else {"status": "pending"})).delete()
+            id=absence.id, __raw__=preconditions.guard(absence.id),
+            **({} if self.actor.is_admin else {"status": "pending"})).delete()
         if not removed:
+            current = Absence.objects.for_school(self.school_id).filter(id=absence.id).first()
+            if current is not None:
+                preconditions.check(absence.id, current.version)  # 412
             raise Conflict("The absence was confirmed meanwhile.", code="absence_confirmed")
         self.audit("delete", "timetable_absence", absence.id, before=absence_summary(absence))
 

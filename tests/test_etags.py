@@ -254,6 +254,23 @@ def test_term_etag_is_its_own_and_guards_patch_and_delete(kit):
     assert kit.call("GET", path).status_code == 404
 
 
+# ---- absences: a confirmation moves the ETag; a stale DELETE leaves the absence ----
+
+def test_absence_delete_with_if_match(kit, world):
+    made = kit.call("POST", "/timetable/absences", {
+        "staff_id": str(world.staff.id), "start_date": "2026-09-07", "end_date": "2026-09-08",
+        "reason": "Ill"}, role="staff")  # self-reported: pending
+    assert made.status_code == 201, made.json
+    path = f"/timetable/absences/{made.json['id']}"
+    etag = kit.call("GET", path).headers["ETag"]
+    assert made.json["status"] == "pending"
+    assert kit.call("POST", f"{path}/confirm").status_code == 200
+    current = kit.call("GET", path).headers["ETag"]
+    assert current != etag
+    stale(kit.call("DELETE", path, **{"If-Match": etag}), current)
+    assert kit.call("DELETE", path, **{"If-Match": current}).status_code == 204
+
+
 # ---- timetable settings: one per school, an ETag of its own kind ----
 
 def test_timetable_settings_put_with_if_match(kit, world):
