@@ -3,12 +3,13 @@ modules (either one on gives access).
 
 Staff and admins create projects and sub-projects; staff edit and archive the ones they
 created, admins every one. A project goes draft -> active -> archived, each step audited.
-Archiving is final and read-only: the project, its sub-projects and their tracks refuse
-writes (409 `project_archived`). It writes three steps in this order: the project's status,
-its sub-projects' status, its tracks' `archived` flag; a crash in between is settled by
-archiving again (archiving an archived project finishes the steps, idempotently). A
-sub-project or track created while its project is archived checks the project again after
-its own insert and removes itself, so none slips in between the steps.
+Archiving is final and read-only: the project, its sub-projects, their tracks and their
+project teams refuse writes (409 `project_archived`). It writes four steps in this order: the
+project's status, its sub-projects' status, its tracks' `archived` flag, its team versions'
+`archived` flag; a crash in between is settled by archiving again (archiving an archived
+project finishes the steps, idempotently). A sub-project, track, team version or linked
+record created while its project is archived checks the project again after its own insert
+and removes itself, so none slips in between the steps.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from mongoengine.errors import NotUniqueError
 
 from documents.base import utcnow
 from documents.projects import Project
+from documents.team_rosters import ProjectTeam
 from documents.tracks import Track
 from service import preconditions
 from service.aggregates import update_where
@@ -206,8 +208,9 @@ class Projects(SchoolService):
                    after={"status": status, **counts})
 
     def _archive_contents(self, project: Project) -> dict:
-        """Archives the sub-projects and marks the tracks of the project (and of its
-        sub-projects) archived: what keeps them read-only."""
+        """Archives the sub-projects and marks the tracks, then the team versions, of the
+        project (and of its sub-projects) archived: what keeps them read-only. Each step
+        matches only what is not archived yet, so repeating it adds nothing."""
         subs = Project.objects.for_school(self.school_id).filter(parent_id=project.id)
         sub_ids = list(subs.scalar("id"))
         subs.filter(status__ne="archived").update(set__status="archived",
@@ -216,7 +219,13 @@ class Projects(SchoolService):
         tracks = Track.objects.for_school(self.school_id).filter(
             __raw__={"$or": [{"root_project_id": {"$in": owners}},
                              {"sub_project_id": {"$in": owners}}]})
-        return {"sub_projects": len(sub_ids), "tracks": tracks.update(set__archived=True)}
+        archived_tracks = tracks.update(set__archived=True)
+        teams = ProjectTeam._get_collection().update_many(
+            {"school_id": self.school_id, "project_id": {"$in": owners},
+             "archived": {"$ne": True}},
+            {"$set": {"archived": True}, "$inc": {"version": 1}})  # their ETags move
+        return {"sub_projects": len(sub_ids), "tracks": archived_tracks,
+                "project_teams": teams.modified_count}
 
     def delete(self, project_id) -> dict:
         """Removes the project, its sub-projects, and their tracks with instructors, enrolments

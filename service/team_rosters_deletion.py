@@ -45,25 +45,36 @@ LINKING_MODELS = (Evaluation, ProjectAssessment, NoteContext)
 CRASHED_LINK_AFTER = timedelta(minutes=5)
 
 
+def project_archived(project_id) -> Conflict:
+    """An archived project's teams are read-only (service/projects.py flags them)."""
+    return Conflict("The project is archived: its teams are read-only.",
+                    code="project_archived", details={"project_id": str(project_id)})
+
+
 class ProjectTeamsDeletion(SchoolService):
     """Deleting teams that nothing links: one by id, or all of a project's."""
 
     def delete_team(self, team_id) -> None:
-        """Delete one version of a team; 409 `team_linked` when a record links (locks) it."""
+        """Delete one version of a team; 409 `team_linked` when a record links (locks) it,
+        409 `project_archived` when its project is archived."""
         self.require_role(STAFF_ROLES)
         oid = object_id(team_id, "project team")
         teams = ProjectTeam._get_collection()
         expected = preconditions.guard(oid)  # If-Match: the version in the delete's filter
         before = teams.find_one_and_delete(
-            {"school_id": self.school_id, "_id": oid, "locked": False, **expected})
+            {"school_id": self.school_id, "_id": oid, "locked": False,
+             "archived": {"$ne": True}, **expected})
         if before is None and self._lock_left_by_a_crash([oid]):
             before = teams.find_one_and_delete({"school_id": self.school_id, "_id": oid,
+                                                "archived": {"$ne": True},
                                                 **self._stale_lock(), **expected})
         if before is None:
             team = ProjectTeam.objects.for_school(self.school_id).filter(id=oid).first()
             if team is None:
                 raise NotFound(f"No project team with id {team_id!r}.")
             preconditions.check(oid, team.version)  # 412 before explaining a lock
+            if team.archived:
+                raise project_archived(team.project_id)
             raise Conflict(
                 f"Team '{team.display_name_at_time}' (version {team.team_version}) is linked: "
                 f"{team.locked_reason or 'a record links to it'}; it cannot be deleted.",

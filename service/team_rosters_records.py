@@ -14,6 +14,7 @@ from service.errors import NotFound, ValidationFailed
 from service.ids import field_object_id, object_id
 from service.pagination import Page, paginate
 from service.team_rosters import ProjectTeams, RosterService
+from service.team_rosters_deletion import project_archived
 
 
 def record_dict(record, team: ProjectTeam | None, names: dict) -> dict:
@@ -56,6 +57,10 @@ class TeamLinkedRecords(RosterService):
             project_team_id=locked.id, title=title, team_version=locked.team_version,
             team_name=locked.display_name_at_time, members_version=locked.members_version,
             member_ids=list(locked.member_ids)).save(force_insert=True)
+        if self.project_is_archived(project.id):
+            # archived after the lock: the record goes again (the team stays locked, harmless)
+            self.model.objects.for_school(self.school_id).filter(id=record.id).delete()
+            raise project_archived(project.id)
         self.audit("create", self.entity_type, record.id,
                    after={"project_team_id": locked.id, "title": title,
                           "members_version": locked.members_version})
