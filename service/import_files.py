@@ -4,7 +4,8 @@ Text is UTF-8 (with or without a byte order mark) or, when it is not valid UTF-8
 / Latin-1 as spreadsheets on Windows save it (detected with charset-normalizer); anything else
 is refused with a message naming the problem. A CSV file's delimiter (`,`, `;` or tab) is
 sniffed from its header line. Each row carries the columns the file gives it (`Row.columns`),
-so an importer leaves the fields of absent optional columns as they are.
+so an importer leaves the fields of absent optional columns as they are. A column named by
+one of the kind's aliases (`ImportKind.aliases`) is read as the column it stands for.
 """
 
 from __future__ import annotations
@@ -99,6 +100,17 @@ def _utf8(data: bytes, name: str, what: str) -> tuple[str, str]:
                             f"valid UTF-8") from None
 
 
+def canonical_columns(kind: ImportKind, columns: Iterable[str], source: str) -> list[str]:
+    """The file's column names with each alias replaced by the column it stands for; a file
+    that names one column twice that way is unusable."""
+    columns = list(columns)
+    for alias, column in kind.aliases.items():
+        if alias in columns and column in columns:
+            raise UnusableInput(f"{source}: columns {column} and {alias} are the same column "
+                                f"({alias} is another name for {column}): keep one")
+    return [kind.aliases.get(column, column) for column in columns]
+
+
 def _check_columns(kind: ImportKind, columns: Iterable[str], source: str) -> None:
     columns = set(columns)
     missing = [c for c in kind.required if c not in columns]
@@ -127,6 +139,7 @@ def _read_csv(text: str, name: str, kind: ImportKind) -> ParsedFile:
         raise UnusableInput(f"{name} is empty: the first line must name the columns")
     if len(set(header)) != len(header):
         raise UnusableInput(f"{name}: a column is named twice in the header")
+    header = canonical_columns(kind, header, name)
     _check_columns(kind, header, name)
     parsed = ParsedFile(rows=[], delimiter=delimiter)
     columns = frozenset(header)
@@ -159,12 +172,14 @@ def _read_json_lines(text: str, name: str, kind: ImportKind) -> ParsedFile:
         document = _json_object(line, line_text, parsed)
         if document is not None:
             seen_columns.update(document)
-            values = {key: _json_text(value) for key, value in document.items()}
+            values = {kind.aliases.get(key, key): _json_text(value)
+                      for key, value in document.items()}
             parsed.rows.append(Row(line, {k: v for k, v in values.items() if v},
-                                   frozenset(document)))
+                                   frozenset(values)))
     if parsed.rows:
-        # No header here: a column no line has is missing, a key no kind knows is unknown.
-        _check_columns(kind, seen_columns, name)
+        # No header here: a column no line has is missing, a key no kind knows is unknown,
+        # and a column and its alias both used (on any lines) make the file unusable.
+        _check_columns(kind, canonical_columns(kind, sorted(seen_columns), name), name)
     return parsed
 
 

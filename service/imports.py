@@ -90,6 +90,10 @@ class ImportKind:
     # Called once with every row of the file before the first batch, for kinds whose lookups
     # would otherwise scan a large collection once per batch.
     preload: Preload | None = None
+    # Other names a file may give a column: {"group_base_name": "group"}. The file reader
+    # (service/import_files.py) renames them, so importers and reports see only `columns`;
+    # a file giving both names of one column is unusable.
+    aliases: dict[str, str] = field(default_factory=dict)
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -173,9 +177,10 @@ def _weekly_groups_kinds() -> list[ImportKind]:
             # a week's rows in one batch: its capacity is checked on the whole file's moves
             group_by=("program", "week_number"),
             unique=(("program", "week_number", "customer_id"),), module="weekly_groups",
-            notes=["`group` is the group's base name (empty: out of any group that week); "
-                   "`customer_id` names the program student; `max_size` creates a group "
-                   "the program lacks."]),
+            aliases={"group_base_name": "group"},
+            notes=["`group` (or `group_base_name`) is the group's base name (empty: out of "
+                   "any group that week); `customer_id` names the program student; "
+                   "`max_size` creates a group the program lacks."]),
     ]
 
 

@@ -13,7 +13,14 @@ from service import weekly_groups_import
 from service.context import SYSTEM
 from service.tenancy import school_context
 from service.weekly_groups import WeeklyGroups
-from tests.test_import_support import crash_on_call, export, run, snapshot, write_csv
+from tests.test_import_support import (
+    crash_on_call,
+    export,
+    run,
+    snapshot,
+    write_csv,
+    write_json_lines,
+)
 
 SAMPLES = Path(__file__).resolve().parent.parent / "scripts" / "samples"
 STUDENT_HEADER = ("program", "customer_id", "name", "ability_level", "birth_date", "email")
@@ -172,3 +179,47 @@ def test_memberships_killed_between_batches_then_rerun_end_like_one_clean_run(
     for week in (1, 2):
         groups = {g["base_name"]: g for g in manager.week_view(swim.id, week)["groups"]}
         assert groups["Advanced 1"]["capacity"] == "6/8"
+
+
+def test_group_base_name_is_another_name_for_group(world, swim, tmp_path):
+    """A nightly file naming the column `group_base_name` creates and fills a group like
+    `group` does; running it again changes nothing."""
+    import_students(world, tmp_path, 3)
+    header = ("program", "week_number", "group_base_name", "customer_id", "max_size")
+    path = write_csv(tmp_path / "nightly.csv", header, [
+        ("Summer Swim", 1, "Dolphins", "C0", 3), ("Summer Swim", 1, "Dolphins", "C1", 3)])
+    first = run("group-memberships", path, world.school)
+    assert (first.code, first.count("created")) == (0, 2), first.reasons()
+    manager = WeeklyGroups(school_context(SYSTEM, world.school.id))
+    groups = {g["base_name"]: g for g in manager.week_view(swim.id, 1)["groups"]}
+    assert groups["Dolphins"]["capacity"] == "2/3"
+    state, events = manager.week_view(swim.id, 1), AuditEvent.objects.count()
+    again = run("group-memberships", path, world.school)
+    assert (again.code, again.count("unchanged")) == (0, 2)
+    assert manager.week_view(swim.id, 1) == state and AuditEvent.objects.count() == events
+    lines = write_json_lines(tmp_path / "nightly.jsonl", [
+        {"program": "Summer Swim", "week_number": 1, "group_base_name": "Dolphins",
+         "customer_id": "C2"}])
+    joined = run("group-memberships", lines, world.school)
+    assert (joined.code, joined.count("created")) == (0, 1), joined.reasons()
+    groups = {g["base_name"]: g for g in manager.week_view(swim.id, 1)["groups"]}
+    assert groups["Dolphins"]["capacity"] == "3/3"
+
+
+def test_a_file_with_both_group_and_group_base_name_is_unusable(world, swim, tmp_path,
+                                                                capsys):
+    import_students(world, tmp_path, 1)
+    both = write_csv(tmp_path / "both.csv",
+                     ("program", "week_number", "group", "group_base_name", "customer_id"),
+                     [("Summer Swim", 1, "Advanced 1", "Advanced 1", "C0")])
+    mixed = write_json_lines(tmp_path / "mixed.jsonl", [
+        {"program": "Summer Swim", "week_number": 1, "group": "Advanced 1",
+         "customer_id": "C0"},
+        {"program": "Summer Swim", "week_number": 2, "group_base_name": "Advanced 1",
+         "customer_id": "C0"}])
+    for path in (both, mixed):
+        outcome = run("group-memberships", path, world.school)
+        assert outcome.code == 2
+        assert "columns group and group_base_name are the same column" in \
+            capsys.readouterr().err
+    assert export("group-memberships", world.school, tmp_path / "out.csv") == []
