@@ -88,24 +88,42 @@ class TrackService(SchoolService):
             raise Forbidden("You are not enrolled in this track.", code="not_enrolled")
         return track, track["enrolments"][0]["instructor_id"]
 
+    def _track_and_loads(self, track_id, readable: bool = False):
+        """The track without its enrolments, its enrolled and pinned students per instructor
+        and, with `readable` for a student, their own instructor (403 `not_enrolled` when they
+        are not in the track): one aggregation (404 for unknown or foreign ids)."""
+        me = self.actor.user_id if readable and self.actor.role == "student" else None
+        facets = {"track": [{"$project": dict.fromkeys(TRACK_FIELDS, 1)}],
+                  "loads": [{"$unwind": "$enrolments"},
+                            {"$group": {"_id": "$enrolments.instructor_id",
+                                        "students": {"$sum": 1},
+                                        "pinned": {"$sum": {"$cond": [
+                                            {"$eq": ["$enrolments.pinned", True]}, 1, 0]}}}}]}
+        if me is not None:
+            facets["mine"] = [{"$unwind": "$enrolments"},
+                              {"$match": {"enrolments.student_id": me}},
+                              {"$project": {"instructor_id": "$enrolments.instructor_id"}}]
+        found = list(Track._get_collection().aggregate([
+            {"$match": {"school_id": self.school_id, "_id": object_id(track_id, "track")}},
+            {"$facet": facets}]))
+        if not found or not found[0]["track"]:
+            raise NotFound(f"No track with id {track_id!r}.")
+        result = found[0]
+        mine = None
+        if me is not None:
+            if not result["mine"]:
+                raise Forbidden("You are not enrolled in this track.", code="not_enrolled")
+            mine = result["mine"][0]["instructor_id"]
+        rows = result["loads"]
+        return (result["track"][0], {row["_id"]: row["students"] for row in rows},
+                {row["_id"]: row["pinned"] for row in rows}, mine)
+
     def _auto_balances(self, track: dict) -> bool:
         """The track's own project or sub-project balances automatically (a project's switch
         is copied to its sub-projects: see `service.projects`)."""
         owner = track.get("sub_project_id") or track.get("project_id")
         return Project.objects.for_school(self.school_id).filter(
             id=owner, auto_balance_students=True).count() > 0
-
-    def _counted_loads(self, track_id) -> tuple[dict, dict]:
-        """Enrolled and pinned students per instructor, counted by the server: one
-        aggregation."""
-        rows = list(Track._get_collection().aggregate([
-            {"$match": {"school_id": self.school_id, "_id": track_id}},
-            {"$unwind": "$enrolments"},
-            {"$group": {"_id": "$enrolments.instructor_id", "students": {"$sum": 1},
-                        "pinned": {"$sum": {"$cond": [{"$eq": ["$enrolments.pinned", True]},
-                                                      1, 0]}}}}]))
-        return ({row["_id"]: row["students"] for row in rows},
-                {row["_id"]: row["pinned"] for row in rows})
 
     def _instructor_views(self, track: dict, loads: dict) -> list[dict]:
         instructors = track.get("instructors") or []
@@ -316,8 +334,7 @@ class Tracks(TrackService):
     def detail(self, track_id) -> dict:
         """The track with instructors (links, names, loads), student count and courses, in a
         constant number of round trips."""
-        track, mine = self._readable(track_id)
-        loads, _ = self._counted_loads(track["_id"])
+        track, loads, _, mine = self._track_and_loads(track_id, readable=True)
         instructors = self._instructor_views(track, loads)
         courses = list(TrackCourse.objects.for_school(self.school_id)
                        .filter(track_id=track["_id"]).order_by("position", "id"))
@@ -327,8 +344,8 @@ class Tracks(TrackService):
 
     def instructor_loads(self, track_id) -> dict:
         self.require_role(STAFF_ROLES)
-        track = self._track(track_id)
-        return self._loads_reply(track, *self._counted_loads(track["_id"]))
+        track, loads, pinned, _ = self._track_and_loads(track_id)
+        return self._loads_reply(track, loads, pinned)
 
     def delete_many(self, track_ids: list) -> dict:
         """Removes tracks with their instructors, enrolments and courses (for deleting a

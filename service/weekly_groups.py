@@ -267,18 +267,22 @@ class WeeklyGroups(WeeklyService):
 
     def history(self, program_id, student_id) -> dict:
         """The student's group in each week and every change, oldest first. Students may read
-        only their own: the program student whose email is theirs (else 404). Four round
-        trips: the program, the student, the moves, the weeks they name."""
-        program = self.get_program(program_id)
+        only their own: the program student whose email is theirs (else 404). Three round
+        trips: the student (by id and program: a student of this program means the program
+        exists; the program is read only when no student answers, to say which is missing),
+        the moves, the weeks they name."""
+        program_oid = object_id(program_id, "program")
         student = ProgramStudent.objects.for_school(self.school_id).filter(
-            id=object_id(student_id, "student"), program_id=program.id).only(
+            id=object_id(student_id, "student"), program_id=program_oid).only(
             *STUDENT_FIELDS).as_pymongo().first()
+        if student is None:
+            self.get_program(program_id)
         if student is None or not self._may_read_history(student):
             raise NotFound(f"No student with id {student_id!r} in this program.")
         moves = list(StudentMove.objects.for_school(self.school_id).filter(
             student_id=student["_id"]).order_by("created_at", "id").as_pymongo())
         week_docs = weeks().find(
-            {"school_id": self.school_id, "program_id": program.id,
+            {"school_id": self.school_id, "program_id": program_oid,
              "$or": [{"groups.members.student_id": student["_id"]},
                      {"week_number": {"$in": sorted({m["week_number"] for m in moves})}}]},
             WEEK_FIELDS)
