@@ -708,6 +708,7 @@ def list_exchange_requests(ctx, args):
 @blp.route("/<school_id>/timetable/exchange-requests/<request_id>", methods=["GET"])
 @blp.response(200, ExchangeRequestSchema)
 @school_route(module=MODULE, roles=STAFF_ROLES)
+@versioned("request_id")
 def get_exchange_request(ctx, request_id):
     """One exchange the caller is part of (admins: any)."""
     return ExchangeRequests(ctx).get_request(request_id)
@@ -779,6 +780,7 @@ def repair_alteration_requests(ctx):
 @blp.route("/<school_id>/timetable/alteration-requests/<request_id>", methods=["GET"])
 @blp.response(200, AlterationRequestSchema)
 @school_route(module=MODULE, roles=STAFF_ROLES)
+@versioned("request_id")
 def get_alteration_request(ctx, request_id):
     """One request the caller is part of (admins: any)."""
     return AlterationRequests(ctx).get_request(request_id)

@@ -271,6 +271,24 @@ def test_absence_delete_with_if_match(kit, world):
     assert kit.call("DELETE", path, **{"If-Match": current}).status_code == 204
 
 
+# ---- read-only single resources with a version: the ETag alone ----
+
+def test_an_exchange_requests_etag_moves_when_it_is_answered(client, world, kit):
+    period = make_periods(client, world, count=2)
+    mine = assign(client, world, world.staff, period[0]).json
+    theirs = assign(client, world, world.staff2, period[1], day=1,
+                    classes=[{"class_id": "9-B", "subject": "Physics"}]).json
+    offered = kit.call("POST", "/timetable/exchange-requests", {
+        "assignment_id": mine["id"], "target_assignment_id": theirs["id"], "reason": "Swap?"},
+        role="staff")
+    assert offered.status_code == 201, offered.json
+    path = f"/timetable/exchange-requests/{offered.json['id']}"
+    etag = kit.call("GET", path, role="staff").headers["ETag"]
+    assert etag.startswith(f'"{offered.json["id"]}-v')
+    assert kit.call("POST", f"{path}/accept", {}, role="staff2").status_code == 200
+    assert kit.call("GET", path, role="staff").headers["ETag"] != etag
+
+
 # ---- timetable settings: one per school, an ETag of its own kind ----
 
 def test_timetable_settings_put_with_if_match(kit, world):
