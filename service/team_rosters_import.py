@@ -13,6 +13,11 @@ nothing is written, so export -> import reports every row unchanged.
   changed team that is still unlocked gets the file's members in one update whose filter says
   `locked: False`; a locked one (records link it) gets a new version with them instead, under
   the unique version index (a parallel import's twin is refused: re-run the file).
+
+A team of an archived project (or sub-project) is read-only: its unit is rejected unless it
+is unchanged. Edits match only `archived: {$ne: True}`, and new teams and versions check the
+projects again after their insert and go again if one got archived meanwhile, as
+service/team_rosters.py does.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ from documents.team_rosters import CourseGroup, ProjectTeam
 from service import audit
 from service.context import SchoolContext
 from service.imports import CREATED, REJECTED, UNCHANGED, UPDATED, Row, RowResult
+
+ARCHIVED = "the project is archived: its teams are read-only"
 
 # ------------------------------------------------------------------------- shared
 
@@ -152,8 +159,10 @@ def import_project_teams(ctx: SchoolContext, rows: list[Row], dry_run: bool) -> 
     """Four reads (people, projects, teams) and up to five writes a batch."""
     people = people_by_key(ctx, rows)
     wanted = units(rows, "project", "team")
-    projects = {p.slug: p.id for p in Project.objects.for_school(ctx.school_id).filter(
-        slug__in=list({slug for slug, _ in wanted})).only("id", "slug")}
+    found_projects = list(Project.objects.for_school(ctx.school_id).filter(
+        slug__in=list({slug for slug, _ in wanted})).only("id", "slug", "status"))
+    projects = {p.slug: p.id for p in found_projects}
+    archived = {p.slug for p in found_projects if p.status == "archived"}
     newest = _newest_teams(ctx, list(projects.values()))
     plan = TeamsPlan(ctx)
     for (slug, name), unit in wanted.items():
@@ -167,7 +176,8 @@ def import_project_teams(ctx: SchoolContext, rows: list[Row], dry_run: bool) -> 
         if reason:
             plan.results += results_for(unit, REJECTED, key, reason)
             continue
-        plan.add(unit, key, projects[slug], name, members, found[0] if found else None)
+        plan.add(unit, key, projects[slug], name, members, found[0] if found else None,
+                 archived=slug in archived)
     if not dry_run:
         plan.write()
     return plan.results
@@ -197,17 +207,21 @@ class TeamsPlan:
         self.edits: list[tuple[list[Row], str, ProjectTeam, dict]] = []
         self.events: list[tuple[str, object]] = []  # unit key, audit event
 
-    def add(self, unit, key, project_id, name, members, team: ProjectTeam | None) -> None:
+    def add(self, unit, key, project_id, name, members, team: ProjectTeam | None,
+            archived: bool = False) -> None:
         roster = [{"user_id": uid, "role": role, "added_at": self.now}
                   for uid, role in dict(members).items()]
-        if team is None:
+        unchanged = team is not None and {(m.user_id, m.role) for m in team.members} == {
+            (m["user_id"], m["role"]) for m in roster}
+        if not unchanged and (archived or (team is not None and team.archived)):
+            self.results += results_for(unit, REJECTED, key, ARCHIVED)
+        elif team is None:
             oid = ObjectId()
             self.inserts.append((unit, key, self._team(oid, project_id, str(oid), 1, name,
                                                        None, roster)))
             self._event(key, "import_create", oid, None, roster)
             self.results += results_for(unit, CREATED, key)
-        elif {(m.user_id, m.role) for m in team.members} == {(m["user_id"], m["role"])
-                                                             for m in roster}:
+        elif unchanged:
             self.results += results_for(unit, UNCHANGED, key)
         elif team.locked:
             oid = ObjectId()
@@ -241,8 +255,10 @@ class TeamsPlan:
         refused = insert_unique(collection, [doc for _, _, doc in self.inserts])
         lost = [(unit, key) for index, (unit, key, _) in enumerate(self.inserts)
                 if index in refused]
-        newer = [doc for index, (_, _, doc) in enumerate(self.inserts)
-                 if index not in refused and doc["team_version"] > 1]
+        archived = self._inserted_while_archived(refused)
+        gone = {key for _, key in archived}
+        newer = [doc for index, (_, key, doc) in enumerate(self.inserts)
+                 if index not in refused and key not in gone and doc["team_version"] > 1]
         if newer:
             collection.bulk_write([UpdateMany(
                 {"school_id": self.ctx.school_id, "project_id": doc["project_id"],
@@ -251,16 +267,33 @@ class TeamsPlan:
         if self.edits:
             result = collection.bulk_write([UpdateOne(
                 {"school_id": self.ctx.school_id, "_id": team.id, "locked": False,
-                 "members_version": team.members_version},
+                 "archived": {"$ne": True}, "members_version": team.members_version},
                 {"$set": {"members": roster, "member_ids": [m["user_id"] for m in roster],
                           "updated_at": self.now},
                  "$inc": {"members_version": 1, "version": 1}})
                 for _, _, team, roster in self.edits], ordered=False)
             if result.modified_count < len(self.edits):
                 lost += self._edits_lost()
-        lost_keys = {key for _, key in lost}
+        lost_keys = {key for _, key in lost + archived}
         audit.record_many([event for key, event in self.events if key not in lost_keys])
         self._reject_lost(lost)
+        self._reject_lost(archived, ARCHIVED)
+
+    def _inserted_while_archived(self, refused) -> list[tuple]:
+        """The inserted teams whose project got archived meanwhile, removed again (inserted
+        before the archive flagged its teams, they would be flagged; this read sees it)."""
+        inserted = [(unit, key, doc) for index, (unit, key, doc) in enumerate(self.inserts)
+                    if index not in refused]
+        if not inserted:
+            return []
+        project_ids = list({doc["project_id"] for _, _, doc in inserted})
+        closed = set(Project.objects.for_school(self.ctx.school_id).filter(
+            id__in=project_ids, status="archived").scalar("id"))
+        gone = [(unit, key, doc) for unit, key, doc in inserted if doc["project_id"] in closed]
+        if gone:
+            ProjectTeam._get_collection().delete_many(
+                {"school_id": self.ctx.school_id, "_id": {"$in": [d["_id"] for *_, d in gone]}})
+        return [(unit, key) for unit, key, _ in gone]
 
     def _edits_lost(self) -> list[tuple]:
         """The edits whose team was locked or changed by someone else meanwhile."""
@@ -271,8 +304,8 @@ class TeamsPlan:
         return [(unit, key) for unit, key, team, _ in self.edits
                 if (team.id, team.members_version + 1) not in landed]
 
-    def _reject_lost(self, lost: list[tuple]) -> None:
-        reason = "the team changed while this ran; re-run the file"
+    def _reject_lost(self, lost: list[tuple],
+                     reason: str = "the team changed while this ran; re-run the file") -> None:
         lines = {row.line: key for unit, key in lost for row in unit}
         self.results = [RowResult(r.line, REJECTED, reason, r.key) if r.line in lines else r
                         for r in self.results]

@@ -110,3 +110,42 @@ def test_a_dry_run_writes_nothing(world, pupils, project, tmp_path):
     outcome = run("project-teams", path, world.school, dry_run=True)
     assert outcome.count("created") == 1
     assert ProjectTeam.objects(school_id=world.school.id).count() == 0
+
+
+def test_an_archived_projects_teams_import_unchanged_and_refuse_changes(world, pupils,
+                                                                        project, tmp_path):
+    header = ("project", "team", "member", "role")
+    path = write_csv(tmp_path / "teams.csv", header, [("fair", "Bots", key(pupils[0]), "")])
+    assert run("project-teams", path, world.school).count("created") == 1
+    Project.objects(id=project.id).update(set__status="archived")  # teams not flagged yet
+    before = snapshot(ProjectTeam, world.school.id)
+    again = run("project-teams", path, world.school)
+    assert (again.code, again.count("unchanged")) == (0, 1)
+    changed = write_csv(tmp_path / "changed.csv", header, [
+        ("fair", "Bots", key(pupils[1]), ""), ("fair", "New", key(pupils[2]), "")])
+    refused = run("project-teams", changed, world.school)
+    assert (refused.code, refused.count("rejected")) == (1, 2)
+    assert set(refused.reasons().values()) == {
+        "the project is archived: its teams are read-only"}
+    assert snapshot(ProjectTeam, world.school.id) == before
+
+
+def test_a_team_imported_while_its_project_is_archived_goes_again(world, pupils, project,
+                                                                  tmp_path, monkeypatch):
+    """The project was open when the batch read it and archived before the insert: the
+    check after the insert removes the new team and rejects its rows."""
+    from service import team_rosters_import
+
+    original = team_rosters_import.TeamsPlan.write
+
+    def archive_first(plan):
+        Project.objects(id=project.id).update(set__status="archived")
+        original(plan)
+
+    monkeypatch.setattr(team_rosters_import.TeamsPlan, "write", archive_first)
+    path = write_csv(tmp_path / "teams.csv", ("project", "team", "member"),
+                     [("fair", "Bots", key(pupils[0]))])
+    outcome = run("project-teams", path, world.school)
+    assert (outcome.code, outcome.count("rejected")) == (1, 1)
+    assert outcome.reasons()[2] == "the project is archived: its teams are read-only"
+    assert ProjectTeam.objects(school_id=world.school.id).count() == 0
