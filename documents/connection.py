@@ -45,7 +45,8 @@ class RoundTripCounter(monitoring.CommandListener):
             yield commands
         finally:
             with self._lock:
-                self._recordings.remove(commands)
+                # By identity: two open recordings may hold equal lists (nested ones do).
+                self._recordings[:] = [r for r in self._recordings if r is not commands]
 
     def count(self, name: str) -> None:
         if name in self.HANDSHAKE:
@@ -102,7 +103,7 @@ class ShardKeyCheck(monitoring.CommandListener):
             yield untargeted
         finally:
             with self._lock:
-                self._recordings.remove(untargeted)
+                self._recordings[:] = [r for r in self._recordings if r is not untargeted]
 
     def started(self, event):
         if not self._recordings:
