@@ -144,7 +144,8 @@ class WeekInstructorSchema(BaseSchema):
 
 
 class WeekGroupSchema(BaseSchema):
-    group_id = Id()
+    group_id = Id(allow_none=True, metadata={"description": "null only in a generation "
+                                                          "preview: a group to create"})
     base_name = fields.String()
     name = fields.String(metadata={"description": "this week's name (the base name unless "
                                                   "renamed for the week)"})

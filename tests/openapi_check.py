@@ -1,8 +1,8 @@
 """Every JSON answer the Flask test client gets, checked against the service's own OpenAPI
 document: the status is documented for that operation, and the body matches the schema of that
-status (types, `required`, `nullable`). Turned on per test by `tests/conftest.py` (the modules
-in `CHECKED_MODULES`, or every test with `--check-responses`), so the spec cannot drift from
-what the service really answers.
+status (types, `required`, `nullable`). `tests/conftest.py` turns it on for every test of the
+suite (except those marked `synthetic_failure`), so the spec cannot drift from what the service
+really answers.
 """
 
 from __future__ import annotations

@@ -59,10 +59,9 @@ def test_unexpected_errors_are_500_json_without_a_trace(app, client, world, monk
     assert "Traceback" not in response.get_data(as_text=True)
 
 
-@pytest.mark.parametrize("failure", [
-    "E11000 duplicate key error collection: rota.x index: y",
-])
-def test_unanticipated_unique_violations_are_409_not_500(client, world, monkeypatch, failure):
+@pytest.mark.synthetic_failure
+def test_unanticipated_unique_violations_are_409_not_500(client, world, monkeypatch):
+    failure = "E11000 duplicate key error collection: rota.x index: y"
     from mongoengine.errors import OperationError
 
     from service import schools
