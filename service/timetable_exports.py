@@ -9,7 +9,7 @@ from collections import defaultdict
 
 from documents.accounts import User
 from documents.base import utcnow
-from documents.timetable import Assignment, Period, booking_keys
+from documents.timetable import Assignment, Period, TimetableSettings, booking_keys
 from service.base import SchoolService
 from service.calendar import school_timezone
 from service.calendar_ical import lessons_of, timetable_calendar
@@ -35,13 +35,39 @@ class TimetableViews(SchoolService):
 
     def _staff_member(self, staff_id) -> User:
         """The staff member whose timetable is asked for: staff may only see their own."""
-        wanted = object_id(staff_id, "staff member")
-        if not self.actor.is_admin and wanted != self.actor.user_id:
-            raise Forbidden("Staff may only see their own timetable.", code="not_your_timetable")
+        wanted = self._wanted_staff(staff_id)
         staff = User.objects.for_school(self.school_id).filter(id=wanted, role="staff").first()
         if staff is None:
             raise NotFound(f"No staff member with id {staff_id!r}.")
         return staff
+
+    def _wanted_staff(self, staff_id):
+        wanted = object_id(staff_id, "staff member")
+        if not self.actor.is_admin and wanted != self.actor.user_id:
+            raise Forbidden("Staff may only see their own timetable.", code="not_your_timetable")
+        return wanted
+
+    def _settings_and_staff_member(self, staff_id) -> tuple[TimetableSettings, User]:
+        """The school's timetable settings and the staff member (as `_staff_member`) in one
+        round trip: the settings with the user looked up by id (two when the school has no
+        settings saved yet)."""
+        wanted = self._wanted_staff(staff_id)
+        found = list(TimetableSettings._get_collection().aggregate([
+            {"$match": {"school_id": self.school_id}},
+            {"$limit": 1},
+            {"$addFields": {"_staff_id": {"$literal": wanted}}},
+            {"$lookup": {"from": User._get_collection_name(), "localField": "_staff_id",
+                         "foreignField": "_id", "as": "_staff"}},
+        ]))
+        if not found:
+            return TimetableSettings(school_id=self.school_id), self._staff_member(staff_id)
+        settings = found[0]
+        settings.pop("_staff_id")
+        staff = [user for user in settings.pop("_staff")
+                 if user.get("school_id") == self.school_id and user.get("role") == "staff"]
+        if not staff:
+            raise NotFound(f"No staff member with id {staff_id!r}.")
+        return TimetableSettings._from_son(settings), User._from_son(staff[0])
 
     def _active_periods(self, settings) -> list[Period]:
         return sorted((p for p in settings.periods if p.is_active),
@@ -57,10 +83,9 @@ class TimetableViews(SchoolService):
     # the week grid
 
     def staff_grid(self, staff_id) -> dict:
-        """Every working day x every active period: three round trips (the staff member, the
-        settings with their periods, the assignments)."""
-        staff = self._staff_member(staff_id)
-        settings = settings_for_reading(self.school_id)
+        """Every working day x every active period: two round trips (the settings with their
+        periods and the staff member, the assignments)."""
+        settings, staff = self._settings_and_staff_member(staff_id)
         periods = self._active_periods(settings)
         found = self._slots_of(staff.id, self._assignments_involving(staff.id))
         days = [{"day_of_week": day,
