@@ -79,7 +79,7 @@ def _key_actor(key: str) -> Actor:
     api_key = keys.authenticate(key, writes=request.method not in READ_METHODS,
                                 school_id=ObjectId(school_id) if school_id else None)
     if school_id is not None:
-        g.checked_school = (school_id, keys.school)
+        g.checked_school = (school_id, keys.school, None)
     g.api_key_quota = keys.count_request(api_key, current_app.config["ROTA_API_KEY_RATE_LIMIT"])
     keys.require_quota(g.api_key_quota)
     return keys.actor(api_key)
@@ -115,8 +115,9 @@ def token_revoked(jti: str) -> bool:
     if school_id is None:
         revoked = Authenticator().is_revoked(jti)
     else:
-        school, revoked = Authenticator().school_and_revocation(ObjectId(school_id), jti)
-        g.checked_school = (school_id, school)
+        school, revoked, webhooks = Authenticator().school_and_revocation(
+            ObjectId(school_id), jti, webhooks=request.method not in READ_METHODS)
+        g.checked_school = (school_id, school, webhooks)
     g.revocation = (jti, revoked)
     return revoked
 
@@ -164,7 +165,8 @@ def enforce_school_access():
     actor = request_actor()
     school_id = request.view_args["school_id"]
     checked = g.pop("checked_school", None)
-    prefetched = {"school": checked[1]} if checked and checked[0] == school_id else {}
+    prefetched = ({"school": checked[1], "webhooks": checked[2]}
+                  if checked and checked[0] == school_id else {})
     g.school_ctx = school_context(actor, school_id, module=module, roles=roles, **prefetched)
 
 

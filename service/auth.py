@@ -8,6 +8,7 @@ from mongoengine.errors import NotUniqueError
 
 from documents.accounts import LoginFailure, RevokedToken, School, User
 from documents.base import utcnow
+from documents.webhooks import WebhookSubscription
 from service import audit
 from service.context import Actor
 from service.errors import TooManyRequests, Unauthorized
@@ -62,26 +63,40 @@ class Authenticator:
         return RevokedToken.objects(jti=jti, expires_at__gt=utcnow()).only("id").first() \
             is not None
 
-    def school_and_revocation(self, school_id, jti: str) -> tuple[School | None, bool]:
+    def school_and_revocation(self, school_id, jti: str, webhooks: bool = False
+                              ) -> tuple[School | None, bool, tuple | None]:
         """The school (its id, company and modules: what the tenancy check needs) and whether
         the token `jti` is revoked, in one round trip: a school route's token check and school
-        lookup together. An unknown school costs the plain revocation read besides."""
-        found = list(School._get_collection().aggregate([
+        lookup together. With `webhooks` (a writing request), the school's enabled webhook
+        subscriptions too, as (id, events) (`SchoolContext.webhooks`), else None. An unknown
+        school costs the plain revocation read besides."""
+        pipeline = [
             {"$match": {"_id": school_id}},
             {"$project": {"company_id": 1, "modules": 1}},
             {"$addFields": {"_jti": {"$literal": jti}}},
             # The localField form: mongomock lacks $lookup with a pipeline.
             {"$lookup": {"from": RevokedToken._get_collection_name(), "localField": "_jti",
                          "foreignField": "jti", "as": "revoked"}},
-            {"$project": {"company_id": 1, "modules": 1, "revoked.expires_at": 1}},
-        ]))
+        ]
+        fields = {"company_id": 1, "modules": 1, "revoked.expires_at": 1}
+        if webhooks:
+            pipeline.append({"$lookup": {"from": WebhookSubscription._get_collection_name(),
+                                         "localField": "_id", "foreignField": "school_id",
+                                         "as": "webhooks"}})
+            fields.update({"webhooks._id": 1, "webhooks.enabled": 1, "webhooks.events": 1})
+        found = list(School._get_collection().aggregate([*pipeline, {"$project": fields}]))
         if not found:
-            return None, self.is_revoked(jti)
+            return None, self.is_revoked(jti), None
         document = found[0]
         now = utcnow()
         # As in is_revoked: an expired row the TTL monitor has not yet removed is not in force.
         revoked = any(row["expires_at"] > now for row in document.pop("revoked"))
-        return School._from_son(document), revoked
+        hooks = None
+        if webhooks:
+            hooks = tuple((hook["_id"], frozenset(hook.get("events") or ()))
+                          for hook in document.pop("webhooks", [])
+                          if hook.get("enabled", True))
+        return School._from_son(document), revoked, hooks
 
     def _refuse_if_throttled(self, email: str, address: str | None) -> None:
         """MAX_FAILURES failures within FAILURE_WINDOW from one address block the account for

@@ -55,3 +55,7 @@ class SchoolContext:
     school_id: ObjectId
     company_id: ObjectId
     modules: frozenset[str]
+    # The school's webhook subscriptions as (id, events) of the enabled ones, when read with
+    # the school at the start of a writing request (service.webhooks.emit then reads nothing);
+    # None: not read.
+    webhooks: tuple | None = None

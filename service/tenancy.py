@@ -22,10 +22,12 @@ UNREAD = object()
 
 
 def school_context(actor: Actor, school_id, module: str | None = None,
-                   roles: Iterable[str] | None = None, school=UNREAD) -> SchoolContext:
+                   roles: Iterable[str] | None = None, school=UNREAD,
+                   webhooks: tuple | None = None) -> SchoolContext:
     """Resolve a school for this actor: 404 outside their scope (never reveal it exists),
     403 for a role that may not, 403 `module_disabled` for a module switched off. `school` is
-    the school (or None: no such school) when already read with the token check."""
+    the school (or None: no such school) when already read with the token check, `webhooks`
+    its enabled webhook subscriptions read along (`SchoolContext.webhooks`)."""
     if school is UNREAD:
         school = School.objects(id=object_id(school_id, "school")).only(
             "id", "company_id", "modules").first()
@@ -37,4 +39,4 @@ def school_context(actor: Actor, school_id, module: str | None = None,
     if module is not None and module not in enabled:
         raise ModuleDisabled(module)
     return SchoolContext(actor=actor, school_id=school.id, company_id=school.company_id,
-                         modules=enabled)
+                         modules=enabled, webhooks=webhooks)

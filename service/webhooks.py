@@ -49,23 +49,34 @@ MIN_SECRET_BYTES = 16
 def emit(ctx: SchoolContext, event: str, payload: dict) -> int:
     """Queue `event` for every enabled subscription of the school that wants it; the number
     of deliveries queued."""
-    return emit_for_school(ctx.school_id, event, payload)
+    return _queue(ctx.school_id, event, [payload], _known(ctx, event))
 
 
 def emit_many(ctx: SchoolContext, event: str, payloads: Iterable[dict]) -> int:
-    """One event per payload (a bulk change): one read and one write in all."""
-    return _queue(ctx.school_id, event, list(payloads))
+    """One event per payload (a bulk change): one read and one write in all (no read when
+    the request read the subscriptions with its school: `SchoolContext.webhooks`)."""
+    return _queue(ctx.school_id, event, list(payloads), _known(ctx, event))
+
+
+def _known(ctx: SchoolContext, event: str) -> list | None:
+    """The ids of the subscriptions wanting `event`, when read with the school; else None."""
+    webhooks = getattr(ctx, "webhooks", None)
+    if webhooks is None:
+        return None
+    return [subscription_id for subscription_id, events in webhooks if event in events]
 
 
 def emit_for_school(school_id, event: str, payload: dict) -> int:
     return _queue(school_id, event, [payload])
 
 
-def _queue(school_id, event: str, payloads: list[dict]) -> int:
+def _queue(school_id, event: str, payloads: list[dict], subscriptions: list | None = None
+           ) -> int:
     if not payloads:
         return 0
-    subscriptions = list(WebhookSubscription.objects.for_school(school_id).filter(
-        enabled=True, events=event).scalar("id"))
+    if subscriptions is None:
+        subscriptions = list(WebhookSubscription.objects.for_school(school_id).filter(
+            enabled=True, events=event).scalar("id"))
     deliveries = [_delivery(school_id, subscription_id, event, json_safe(payload))
                   for subscription_id in subscriptions for payload in payloads]
     if deliveries:
