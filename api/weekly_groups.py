@@ -10,6 +10,7 @@ from __future__ import annotations
 from flask_smorest import Blueprint
 from marshmallow import fields, validate
 
+from api.etags import versioned
 from api.schemas import BaseSchema, Date, Id, PageArgs, Timestamp, page_of
 from api.security import school_route
 from service.context import ADMIN_ROLES, STAFF_ROLES
@@ -353,6 +354,7 @@ def list_programs(ctx, args):
 @blp.route(PROGRAM, methods=["GET"])
 @blp.response(200, ProgramSchema)
 @school_route(module=MODULE, roles=STAFF_ROLES)
+@versioned("program_id")
 def get_program(ctx, program_id):
     """One program."""
     return WeeklyGroups(ctx).get_program(program_id)
@@ -362,6 +364,7 @@ def get_program(ctx, program_id):
 @blp.arguments(ProgramUpdateSchema)
 @blp.response(200, ProgramSchema)
 @school_route(module=MODULE, roles=ADMIN_ROLES)
+@versioned("program_id")
 def update_program(ctx, body, program_id):
     """Change the name, description, dates, `carry_forward` or `max_weeks`. Shrinking is
     refused while a dropped week holds members (409 `weeks_hold_members`) or the program is
@@ -372,6 +375,7 @@ def update_program(ctx, body, program_id):
 @blp.route(PROGRAM, methods=["DELETE"])
 @blp.response(204)
 @school_route(module=MODULE, roles=ADMIN_ROLES)
+@versioned("program_id")
 def delete_program(ctx, program_id):
     """Delete the program with its students, groups, weeks, notes and change sets."""
     WeeklyEdits(ctx).delete_program(program_id)

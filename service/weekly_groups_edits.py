@@ -19,6 +19,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from mongoengine.errors import NotUniqueError
+from pymongo.errors import DuplicateKeyError
 
 from documents.weekly_groups import (
     ChangeSet,
@@ -28,7 +29,8 @@ from documents.weekly_groups import (
     StudentMove,
     StudentNote,
 )
-from service.aggregates import change
+from service import preconditions
+from service.aggregates import change, update_where
 from service.errors import Conflict, DomainError, NotFound, ValidationFailed
 from service.ids import object_id
 from service.weekly_groups import customer_key, midnight, student_summary
@@ -113,13 +115,11 @@ class WeeklyEdits(WeeklyService):
         changes = {k: midnight(v) if isinstance(v, datetime) or k.endswith("_date") else v
                    for k, v in fields.items() if k in PROGRAM_FIELDS}
         before = {k: getattr(program, k) for k in changes}
+        # If-Match: the first write of the program states the version; a later step (the
+        # weeks of a shrink) is held against what this request read.
+        preconditions.check(program.id, program.version)
         if changes:
-            try:
-                Program.objects.for_school(self.school_id).filter(id=program.id).update(
-                    **{f"set__{k}": v for k, v in changes.items()}, inc__version=1)
-            except NotUniqueError:
-                raise Conflict(f"A program named {fields['name']!r} already exists.",
-                               code="duplicate", details={"name": fields["name"]}) from None
+            self._set_fields(program, changes)
         new_max = fields.get("max_weeks")
         if new_max is not None and new_max != program.max_weeks:
             before["max_weeks"] = program.max_weeks
@@ -170,6 +170,16 @@ class WeeklyEdits(WeeklyService):
         weeks().delete_many({"school_id": self.school_id, "program_id": program.id,
                              "week_number": {"$gt": new_max}, "closed": True})
 
+    def _set_fields(self, program: Program, changes: dict) -> None:
+        try:
+            written = update_where(Program._get_collection(), self.school_id,
+                                   {"_id": program.id}, {"$set": changes})
+        except DuplicateKeyError:
+            raise Conflict(f"A program named {changes['name']!r} already exists.",
+                           code="duplicate", details={"name": changes["name"]}) from None
+        if written is None:
+            raise NotFound("No program with that id.")
+
     def _set_max_weeks(self, program: Program, new_max: int, check) -> None:
         def plan(current: dict) -> dict:
             check(current)
@@ -187,7 +197,15 @@ class WeeklyEdits(WeeklyService):
         """The program first (every route answers 404 from then on), then what it owned."""
         self.require_admin()
         program = self.get_program(program_id)
-        Program.objects.for_school(self.school_id).filter(id=program.id).delete()
+        deleted = Program._get_collection().delete_one(
+            {"school_id": self.school_id, "_id": program.id, **preconditions.guard(program.id)})
+        if not deleted.deleted_count:
+            current = Program._get_collection().find_one(
+                {"school_id": self.school_id, "_id": program.id}, {"version": 1})
+            if current is not None:
+                preconditions.check(program.id, current.get("version"))
+            raise NotFound(f"No program with id {program_id!r}.")
+        preconditions.written(program.id)
         for model in (ProgramStudent, Group, StudentMove, ChangeSet, StudentNote):
             model.objects.for_school(self.school_id).filter(program_id=program.id).delete()
         weeks().delete_many({"school_id": self.school_id, "program_id": program.id})

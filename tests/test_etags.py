@@ -441,3 +441,27 @@ def test_api_key_post_is_not_stored_for_replay(client, world):
     assert second.status_code == 201
     assert "Idempotent-Replayed" not in second.headers
     assert second.json["key"] != first.json["key"]  # a new key, never the first one again
+
+
+# ---- weekly programs: the Program document and its version ----
+
+def test_program_patch_and_delete_with_if_match(kit):
+    from documents.weekly_groups import Program
+
+    created = kit.call("POST", "/programs", {"name": unique("Ski week"), "max_weeks": 4})
+    assert created.status_code == 201, created.json
+    path = f"/programs/{created.json['id']}"
+    etag = kit.call("GET", path).headers["ETag"]
+    renamed = kit.call("PATCH", path, {"name": "Ski fortnight"}, **{"If-Match": etag})
+    assert renamed.status_code == 200, renamed.json
+    assert renamed.headers["ETag"] != etag
+    stale(kit.call("PATCH", path, {"name": "Lost"}, **{"If-Match": etag}),
+          renamed.headers["ETag"])
+    stale(kit.call("PATCH", path, {"max_weeks": 6}, **{"If-Match": etag}),
+          renamed.headers["ETag"])
+    stored = Program.objects.get(id=created.json["id"])
+    assert (stored.name, stored.max_weeks) == ("Ski fortnight", 4)
+    stale(kit.call("DELETE", path, **{"If-Match": etag}), renamed.headers["ETag"])
+    assert Program.objects(id=created.json["id"]).count() == 1
+    assert kit.call("DELETE", path, **{"If-Match": renamed.headers["ETag"]}).status_code == 204
+    assert Program.objects(id=created.json["id"]).count() == 0
