@@ -43,6 +43,7 @@ from service.timetable_assignments import check_not_locked, lesson_label
 from service.timetable_slots import (
     change_slot_of,
     find_assignment,
+    find_assignment_in_slot,
     replaced,
     staff_booked,
     staff_busy,
@@ -77,15 +78,18 @@ class AlterationRequests(SchoolService):
         if (target_staff_id is None) == (target_department is None):
             raise ValidationFailed("Give exactly one of target_staff_id and target_department.",
                                    {"target_staff_id": ["Give this or target_department."]})
-        requester = self._me()
-        assignment = find_assignment(self.school_id, object_id(assignment_id, "assignment"))
+        requester, named = self._me_and(target_staff_id)
+        # The slot whole: the assignment, and whether the target already teaches then.
+        assignment, slot = find_assignment_in_slot(self.school_id,
+                                                   object_id(assignment_id, "assignment"))
         if assignment is None:
             raise NotFound(f"No assignment with id {assignment_id!r}.")
         if assignment.staff_id != requester.id:
             raise Conflict("Only the staff member holding an assignment can request to hand it "
                            "over.", code="not_your_assignment")
         check_not_locked(assignment)
-        target = self._named_target(target_staff_id, requester) if target_staff_id else None
+        target = self._named_target(target_staff_id, requester, named) \
+            if target_staff_id else None
         if target_department is not None:
             target_department = self._department_with_members(target_department, requester)
         department = target.department if target else target_department
@@ -93,7 +97,7 @@ class AlterationRequests(SchoolService):
         if target and self._would_swap_back(assignment, target.id):
             raise Conflict("You received this period by swap from this colleague; it cannot be "
                            "sent straight back.", code="circular_swap")
-        if target and staff_busy(self.school_id, assignment, target.id):
+        if target and staff_booked(slot, target.id, week=assignment.week):
             raise Conflict(f"{target.name} already teaches in that slot.", code="slot_taken",
                            details={"target_staff_id": str(target.id)})
         request = self._insert(AlterationRequest(
@@ -112,8 +116,28 @@ class AlterationRequests(SchoolService):
     def _me(self) -> User:
         return User.objects.for_school(self.school_id).get(id=self.actor.user_id)
 
-    def _named_target(self, target_staff_id, requester: User) -> User:
-        target = self.member(target_staff_id, "target_staff_id", roles={"staff"})
+    def _me_and(self, user_id) -> tuple[User, User | None]:
+        """The caller and the user `user_id` names (None when not of this school), in one
+        read; without `user_id`, the caller alone."""
+        if user_id is None or not ObjectId.is_valid(str(user_id)):
+            return self._me(), None  # a malformed id: `_named_target` answers 422 in turn
+        wanted = ObjectId(str(user_id))
+        found = {user.id: user for user in User.objects.for_school(self.school_id).filter(
+            id__in=list({self.actor.user_id, wanted}))}
+        if self.actor.user_id not in found:
+            return self._me(), None  # as `_me`: the caller's user is gone
+        return found[self.actor.user_id], found.get(wanted)
+
+    def _named_target(self, target_staff_id, requester: User, named: User | None = None
+                      ) -> User:
+        """The target named in the body, as `member` checks it (`named`: already read)."""
+        if named is not None and named.is_active:
+            target = named
+            if target.role != "staff":
+                raise ValidationFailed("target_staff_id must be one of: staff.",
+                                       {"target_staff_id": [f"Has role {target.role}."]})
+        else:
+            target = self.member(target_staff_id, "target_staff_id", roles={"staff"})
         if target.id == requester.id:
             raise ValidationFailed("You cannot send a request to yourself.",
                                    {"target_staff_id": ["Must be a colleague."]})
@@ -235,8 +259,9 @@ class AlterationRequests(SchoolService):
             self._fail(request, refused.code, from_status="accepting")
             raise
         request.accepted_by = acceptor.id
-        self._finish(request, reason, "accept")
-        return request.reload()
+        finished = self._finish(request, reason, "accept", acceptor)
+        # The request as its last write left it; read again only when another path finished it.
+        return AlterationRequest._from_son(finished) if finished else request.reload()
 
     def _check_may_answer(self, request: AlterationRequest, me: User) -> None:
         if request.target_staff_id:
@@ -258,7 +283,9 @@ class AlterationRequests(SchoolService):
         return Conflict("This request has already been answered.", code="not_pending")
 
     def _still_requesters(self, request: AlterationRequest) -> Assignment:
-        assignment = find_assignment(self.school_id, request.assignment_id)
+        assignment, slot = find_assignment_in_slot(self.school_id, request.assignment_id)
+        # Kept for `_check_acceptor_can_take` of this request: the same slot, not read again.
+        self._slot_read = slot
         if assignment is None or assignment.staff_id != request.requester_id:
             if not self._fail(request, "assignment_changed"):
                 self._require_pending(request.reload())
@@ -269,7 +296,12 @@ class AlterationRequests(SchoolService):
         """Answer early; the move checks both again inside its slot write."""
         if self._would_swap_back(assignment, acceptor.id):
             raise self._swap_back()
-        if staff_busy(self.school_id, assignment, acceptor.id):
+        slot = getattr(self, "_slot_read", None)
+        busy = (staff_booked(slot, acceptor.id, week=assignment.week)
+                if slot is not None and slot.period_id == assignment.period_id
+                and slot.day_of_week == assignment.day_of_week
+                else staff_busy(self.school_id, assignment, acceptor.id))
+        if busy:
             raise self._acceptor_booked()
 
     def _move(self, request: AlterationRequest, acceptor: User) -> None:
@@ -335,13 +367,15 @@ class AlterationRequests(SchoolService):
                    after={"status": "failed", "failure_code": code})
         return True
 
-    def _finish(self, request, reason, action: str) -> bool:
+    def _finish(self, request, reason, action: str, acceptor: User | None = None) -> dict | None:
         """Step 3, once the slot shows the move: the outcome can only be "accepted" now, so
         its audit event and notifications are written first, under ids derived from the
         request (whoever writes them again, after a crash or in parallel, adds nothing),
         then accepting -> accepted. True for the caller whose update made it, which alone
-        tells the webhooks (whichever path finished it: the accept, a later reader, repair)."""
-        acceptor = User.objects.for_school(self.school_id).get(id=request.accepted_by)
+        tells the webhooks (whichever path finished it: the accept, a later reader, repair):
+        the request as that update left it, else None. `acceptor`: already read."""
+        if acceptor is None or acceptor.id != request.accepted_by:
+            acceptor = User.objects.for_school(self.school_id).get(id=request.accepted_by)
         data = {"request_id": str(request.id), "assignment_id": str(request.assignment_id)}
         told = [Notification(user_id=request.requester_id, message=f"Your alteration request "
                              f"has been accepted by {acceptor.name}."),
@@ -357,10 +391,13 @@ class AlterationRequests(SchoolService):
             notification.school_id, notification.kind, notification.data = \
                 self.school_id, KIND, data
         insert_unique(Notification._get_collection(), [n.to_mongo() for n in told])
-        made = self._transition(request, "accepting", {
-            "status": "accepted", "responded_by": acceptor.id, "responded_at": utcnow(),
-            "response_reason": reason, "open_key": f"closed:{request.id}"})
-        if made:
+        made = update_where(AlterationRequest._get_collection(), self.school_id,
+                            {"_id": request.id, "status": "accepting"},
+                            {"$set": {"status": "accepted", "responded_by": acceptor.id,
+                                      "responded_at": utcnow(), "response_reason": reason,
+                                      "open_key": f"closed:{request.id}",
+                                      "updated_at": utcnow()}})
+        if made is not None:
             webhooks.emit(self.ctx, "swap.accepted", {"request_id": request.id,
                                                       "accepted_by": acceptor.id,
                                                       "assignment_id": request.assignment_id})
@@ -444,7 +481,7 @@ class AlterationRequests(SchoolService):
             return False
         assignment = find_assignment(self.school_id, request.assignment_id)
         if assignment is not None and assignment.swap_request_id == request.id:
-            return self._finish(request, None, "repair")
+            return self._finish(request, None, "repair") is not None
         if request.accepting_since > utcnow() - timedelta(seconds=ACCEPTING_GRACE_SECONDS):
             return False
         return self._fail(request, "interrupted", from_status="accepting", action="repair")

@@ -33,6 +33,16 @@ def assignment_in(slot: TimetableSlot, assignment_id) -> Assignment | None:
     return next((a for a in slot.placed() if a.id == assignment_id), None)
 
 
+def find_assignment_in_slot(school_id, assignment_id: ObjectId
+                            ) -> tuple[Assignment | None, TimetableSlot | None]:
+    """One assignment with its whole slot (who else teaches then), in one round trip."""
+    found = slots().find_one({"school_id": school_id, "assignments.id": assignment_id})
+    if found is None:
+        return None, None
+    slot = slot_from(found)
+    return assignment_in(slot, assignment_id), slot
+
+
 def find_assignment(school_id, assignment_id: ObjectId) -> Assignment | None:
     """One assignment with its slot's day and period, in one round trip."""
     found = slots().find_one(
