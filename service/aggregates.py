@@ -36,7 +36,7 @@ def update_where(collection, school_id, filter: dict, update: dict,
     is after the update, or None when no document matched (the precondition failed)."""
     expected = preconditions.guard(filter["_id"]) if "_id" in filter else {}
     after = collection.find_one_and_update(
-        {"school_id": school_id, **filter, **expected}, _with_version_bump(update),
+        {**by_id(school_id, filter), **expected}, _with_version_bump(update),
         projection=projection, return_document=ReturnDocument.AFTER)
     if after is not None:
         if expected:
@@ -44,7 +44,7 @@ def update_where(collection, school_id, filter: dict, update: dict,
     elif expected:
         # One read: a 412 when the document is at another version than If-Match said; the
         # caller's own 404/409 otherwise.
-        current = collection.find_one({"school_id": school_id, **filter}, {"version": 1})
+        current = collection.find_one(by_id(school_id, filter), {"version": 1})
         if current is not None:
             preconditions.check(filter["_id"], current.get("version"))
     return after
@@ -54,7 +54,7 @@ def change(collection, school_id, filter: dict, plan: Plan, *, what: str = "obje
            attempts: int = ATTEMPTS) -> tuple[dict, dict]:
     """Compare-and-set on `version`. Answers (before, after); `after is before` when the plan
     had nothing to do. 404 when no document of this school matches `filter`."""
-    query = {"school_id": school_id, **filter}
+    query = by_id(school_id, filter)
     for _ in range(attempts):
         before = collection.find_one(query)
         if before is None:
@@ -74,6 +74,15 @@ def change(collection, school_id, filter: dict, plan: Plan, *, what: str = "obje
             return before, after
     raise Conflict(f"The {what} kept changing while this request ran; try again.",
                    code="concurrent_update")
+
+
+def by_id(school_id, filter: dict) -> dict:
+    """The filter of this school's document, `_id` first when it names one: the embedded
+    server looks a document up by `_id` only when `_id` is the filter's first key, and scans
+    the collection otherwise (MongoDB does not mind the order)."""
+    if "_id" in filter:
+        return {"_id": filter["_id"], "school_id": school_id, **filter}
+    return {"school_id": school_id, **filter}
 
 
 def _with_version_bump(update: dict) -> dict:

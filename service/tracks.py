@@ -60,7 +60,7 @@ class TrackService(SchoolService):
     def _track(self, track_id, **extra_fields) -> dict:
         """The stored track without its enrolments (404 for unknown or foreign ids)."""
         track = Track._get_collection().find_one(
-            {"school_id": self.school_id, "_id": object_id(track_id, "track")},
+            {"_id": object_id(track_id, "track"), "school_id": self.school_id},
             {**dict.fromkeys(TRACK_FIELDS, 1), **extra_fields})
         if track is None:
             raise NotFound(f"No track with id {track_id!r}.")
@@ -104,7 +104,7 @@ class TrackService(SchoolService):
                               {"$match": {"enrolments.student_id": me}},
                               {"$project": {"instructor_id": "$enrolments.instructor_id"}}]
         found = list(Track._get_collection().aggregate([
-            {"$match": {"school_id": self.school_id, "_id": object_id(track_id, "track")}},
+            {"$match": {"_id": object_id(track_id, "track"), "school_id": self.school_id}},
             {"$facet": facets}]))
         if not found or not found[0]["track"]:
             raise NotFound(f"No track with id {track_id!r}.")
