@@ -31,7 +31,7 @@ from documents.base import utcnow
 from documents.connection import insert_unique
 from documents.timetable import AlterationRequest, Assignment
 from service import webhooks
-from service.aggregates import update_where
+from service.aggregates import update_if, update_where
 from service.audit import audit_event
 from service.base import SchoolService
 from service.errors import Conflict, DomainError, Forbidden, NotFound, ValidationFailed
@@ -347,10 +347,9 @@ class AlterationRequests(SchoolService):
         return self._transition(request, "pending", {"status": to_status, **closing, **fields})
 
     def _transition(self, request, from_status: str, fields: dict) -> bool:
-        return update_where(AlterationRequest._get_collection(), self.school_id,
-                            {"_id": request.id, "status": from_status},
-                            {"$set": {**fields, "updated_at": utcnow()}},
-                            projection={"_id": 1}) is not None
+        return update_if(AlterationRequest._get_collection(), self.school_id,
+                         {"_id": request.id, "status": from_status},
+                         {"$set": {**fields, "updated_at": utcnow()}})
 
     def _fail(self, request, code: str, from_status: str = "pending", action: str = "fail"
               ) -> bool:

@@ -32,7 +32,7 @@ from documents.base import utcnow
 from documents.connection import insert_unique
 from documents.timetable import Assignment, ExchangeRequest
 from service import webhooks
-from service.aggregates import update_where
+from service.aggregates import update_if
 from service.audit import audit_event
 from service.base import SchoolService
 from service.errors import Conflict, Forbidden, NotFound, ValidationFailed
@@ -253,10 +253,9 @@ class ExchangeRequests(SchoolService):
         return False
 
     def _transition(self, request, from_status: str, fields: dict) -> bool:
-        return update_where(ExchangeRequest._get_collection(), self.school_id,
-                            {"_id": request.id, "status": from_status},
-                            {"$set": {**fields, "updated_at": utcnow()}},
-                            projection={"_id": 1}) is not None
+        return update_if(ExchangeRequest._get_collection(), self.school_id,
+                         {"_id": request.id, "status": from_status},
+                         {"$set": {**fields, "updated_at": utcnow()}})
 
     # executing (steps 2-4), idempotent
 
