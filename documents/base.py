@@ -18,6 +18,16 @@ class SchoolQuerySet(QuerySet):
         """Every manager query on school-owned data starts here: the tenant wall."""
         return self.filter(school_id=school_id)
 
+    @property
+    def _query(self):
+        """The filter MongoEngine builds, with `_id` first when it names one: the embedded
+        server uses the `_id` index only for a filter whose first key is `_id` (at 5,000
+        documents of a school, 0.5 ms against 100 ms); MongoDB does not mind the order."""
+        query = super()._query
+        if "_id" in query and next(iter(query)) != "_id":
+            query = {"_id": query["_id"], **{k: v for k, v in query.items() if k != "_id"}}
+        return query
+
 
 # The shard key of every school-owned collection on a sharded cluster (`rota shard`). Every
 # index of a school-owned document starts with it, and every query and write filters on it.

@@ -62,10 +62,10 @@ class ProjectTeamsDeletion(SchoolService):
         teams = ProjectTeam._get_collection()
         expected = preconditions.guard(oid)  # If-Match: the version in the delete's filter
         before = teams.find_one_and_delete(
-            {"school_id": self.school_id, "_id": oid, "locked": False,
+            {"_id": oid, "school_id": self.school_id, "locked": False,
              "archived": {"$ne": True}, **expected})
         if before is None and self._lock_left_by_a_crash([oid]):
-            before = teams.find_one_and_delete({"school_id": self.school_id, "_id": oid,
+            before = teams.find_one_and_delete({"_id": oid, "school_id": self.school_id,
                                                 "archived": {"$ne": True},
                                                 **self._stale_lock(), **expected})
         if before is None:

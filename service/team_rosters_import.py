@@ -128,7 +128,7 @@ def import_course_groups(ctx: SchoolContext, rows: list[Row], dry_run: bool) -> 
             results += results_for(unit, UNCHANGED, name)
         else:
             group = stored[name][0]
-            updates.append(UpdateOne({"school_id": ctx.school_id, "_id": group.id},
+            updates.append(UpdateOne({"_id": group.id, "school_id": ctx.school_id},
                                      {"$set": {"member_ids": ids, "updated_at": now}}))
             events.append(audit.audit_event(ctx.actor, ctx.school_id, "import_update",
                                             "course_group", group.id,
@@ -266,7 +266,7 @@ class TeamsPlan:
                 {"$set": {"superseded": True}, "$inc": {"version": 1}}) for doc in newer])
         if self.edits:
             result = collection.bulk_write([UpdateOne(
-                {"school_id": self.ctx.school_id, "_id": team.id, "locked": False,
+                {"_id": team.id, "school_id": self.ctx.school_id, "locked": False,
                  "archived": {"$ne": True}, "members_version": team.members_version},
                 {"$set": {"members": roster, "member_ids": [m["user_id"] for m in roster],
                           "updated_at": self.now},
@@ -292,7 +292,7 @@ class TeamsPlan:
         gone = [(unit, key, doc) for unit, key, doc in inserted if doc["project_id"] in closed]
         if gone:
             ProjectTeam._get_collection().delete_many(
-                {"school_id": self.ctx.school_id, "_id": {"$in": [d["_id"] for *_, d in gone]}})
+                {"_id": {"$in": [d["_id"] for *_, d in gone]}, "school_id": self.ctx.school_id})
         return [(unit, key) for unit, key, _ in gone]
 
     def _edits_lost(self) -> list[tuple]:

@@ -287,7 +287,7 @@ class Tracks(TrackService):
         track, then its courses: a crash in between leaves only courses nobody can reach."""
         self.require_admin()
         track_oid = object_id(track_id, "track")
-        where = {"school_id": self.school_id, "_id": track_oid, "archived": {"$ne": True},
+        where = {"_id": track_oid, "school_id": self.school_id, "archived": {"$ne": True},
                  **preconditions.guard(track_oid)}  # If-Match
         if not force:
             where["enrolments.0"] = {"$exists": False}
@@ -352,7 +352,7 @@ class Tracks(TrackService):
         project); answers how many of each went. Courses go first: a crash in between leaves
         the tracks, and their project, for the next delete."""
         counted = list(Track._get_collection().aggregate([
-            {"$match": {"school_id": self.school_id, "_id": {"$in": track_ids}}},
+            {"$match": {"_id": {"$in": track_ids}, "school_id": self.school_id}},
             {"$group": {"_id": None,
                         "enrolments": {"$sum": {"$size": {"$ifNull": ["$enrolments", []]}}},
                         "instructors": {"$sum": {"$size": {"$ifNull": ["$instructors", []]}}}}}]))

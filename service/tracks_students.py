@@ -212,7 +212,7 @@ class TrackStudents(TrackService):
             chosen = {"$filter": {"input": chosen, "as": "e", "cond": {
                 "$eq": ["$$e.instructor_id", object_id(instructor_id, "instructor")]}}}
         found = list(Track._get_collection().aggregate([
-            {"$match": {"school_id": self.school_id, "_id": object_id(track_id, "track")}},
+            {"$match": {"_id": object_id(track_id, "track"), "school_id": self.school_id}},
             {"$project": {"_id": 0, "chosen": chosen}},
             {"$project": {"total": {"$size": "$chosen"},
                           "items": {"$slice": ["$chosen", (page - 1) * page_size, page_size]}}}]))

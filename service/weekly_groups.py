@@ -385,7 +385,7 @@ class WeeklyGroups(WeeklyService):
     def _restore_move_log(self, stored: list[dict]) -> list[str]:
         records = [record for week_doc in stored for record in logged_change(week_doc)]
         logged = {r["_id"] for r in StudentMove._get_collection().find(
-            {"school_id": self.school_id, "_id": {"$in": [r["_id"] for r in records]}},
+            {"_id": {"$in": [r["_id"] for r in records]}, "school_id": self.school_id},
             {"_id": 1})}
         missing = [r for r in records if r["_id"] not in logged]
         log_moves(missing)
@@ -402,7 +402,7 @@ class WeeklyGroups(WeeklyService):
         kept = {w["last_change"]["change_id"]: w for w in stored
                 if (w.get("last_change") or {}).get("change_id")}
         present = {c["_id"] for c in ChangeSet._get_collection().find(
-            {"school_id": self.school_id, "_id": {"$in": list(kept)}}, {"_id": 1})}
+            {"_id": {"$in": list(kept)}, "school_id": self.school_id}, {"_id": 1})}
         missing = [ChangeSet(id=change_id, school_id=self.school_id,
                              program_id=week_doc["program_id"],
                              reason=week_doc["last_change"]["reason"],

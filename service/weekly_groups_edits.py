@@ -198,10 +198,10 @@ class WeeklyEdits(WeeklyService):
         self.require_admin()
         program = self.get_program(program_id)
         deleted = Program._get_collection().delete_one(
-            {"school_id": self.school_id, "_id": program.id, **preconditions.guard(program.id)})
+            {"_id": program.id, "school_id": self.school_id, **preconditions.guard(program.id)})
         if not deleted.deleted_count:
             current = Program._get_collection().find_one(
-                {"school_id": self.school_id, "_id": program.id}, {"version": 1})
+                {"_id": program.id, "school_id": self.school_id}, {"version": 1})
             if current is not None:
                 preconditions.check(program.id, current.get("version"))
             raise NotFound(f"No program with id {program_id!r}.")

@@ -224,3 +224,14 @@ def test_a_tests_own_lookups_are_not_the_services_commands():
         with check.record() as untargeted:
             check.started(event)  # sent from here, a test
         assert untargeted == recorded
+
+
+def test_a_lookup_by_id_names_id_first_so_the_embedded_server_uses_its_index(app):
+    """The embedded server uses the `_id` index only for a filter whose first key is `_id`
+    (documents/base.SchoolQuerySet): every `get` of a manager depends on it."""
+    from bson import ObjectId
+
+    from documents.weekly_groups import Program
+
+    query = Program.objects.for_school(ObjectId()).filter(id=ObjectId(), name="x")._query
+    assert list(query)[0] == "_id" and set(query) == {"_id", "school_id", "name"}
