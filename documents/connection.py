@@ -1,4 +1,4 @@
-"""Connecting to MongoDB (or the embedded SecantusDB, or in-process mongomock), indexes, round-trip counting."""
+"""Connecting to MongoDB (or the embedded SecantusDB, or mongomock), indexes, round trips."""
 
 from __future__ import annotations
 

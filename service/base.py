@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 from documents.accounts import User
 from service import audit, notifications
-from service.context import ADMIN_ROLES, SchoolContext
+from service.context import SchoolContext
 from service.errors import Forbidden, NotFound, ValidationFailed
 from service.ids import field_object_id, object_id
 
@@ -52,9 +52,6 @@ class SchoolService:
             raise ValidationFailed(f"{field} must be one of: {', '.join(sorted(roles))}.",
                                    {field: [f"Has role {user.role}."]})
         return user
-
-    def is_admin_user(self, user: User) -> bool:
-        return user.role in ADMIN_ROLES
 
     def audit(self, action: str, entity_type: str, entity_id=None, before=None, after=None):
         return audit.record(self.actor, self.school_id, action, entity_type, entity_id,
